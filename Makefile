@@ -1,0 +1,41 @@
+# Keel: `make dev` runs the platform, `make test` runs the tests.
+# Both create or reuse .venv and install what they need.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.keel-installed
+
+.PHONY: install dev test lint fmt typecheck importlint bench openapi clean-data
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+dev: install
+	$(VENV)/bin/keel dev
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy .
+
+fmt: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: install
+	$(PY) -m bench.turn_overhead
+
+openapi: install
+	$(PY) -m api.openapi_export docs/openapi.json
+
+clean-data:
+	rm -rf .keel-data

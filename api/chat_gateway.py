@@ -1,0 +1,147 @@
+"""How a front door (REST, SSE, Slack) talks to ChatSessionWorkflow.
+
+A message is an update-with-start: the workflow ``chat-{session_id}`` is started
+if it is not running (first message, or after its idle timeout) and the
+``send_message`` Update is delivered in the same call. The update id is the
+turn id, so a retried call never runs a turn twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateHandle,
+    WorkflowUpdateStage,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.errors import ApiError
+from core.errors import ErrorCode
+from core.models.chat import (
+    ChatSessionInput,
+    DeleteSessionRequest,
+    SessionLimits,
+    TurnRequest,
+    TurnResult,
+)
+from core.models.principal import Principal
+from core.names import chat_workflow_id
+from infra.settings import Settings
+from workflows import search_attributes
+from workflows.chat_session import ChatSessionWorkflow
+
+_START_ATTEMPTS = 3
+
+
+def new_session_id() -> str:
+    return uuid.uuid4().hex
+
+
+def new_turn_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _start_operation(
+    settings: Settings, principal: Principal, session_id: str
+) -> WithStartWorkflowOperation[ChatSessionWorkflow, object]:
+    return WithStartWorkflowOperation(
+        ChatSessionWorkflow.run,
+        ChatSessionInput(
+            session_id=session_id,
+            user_id=principal.user_id,
+            limits=SessionLimits(
+                idle_timeout_s=settings.chat_idle_timeout_s,
+                max_message_chars=settings.chat_max_message_chars,
+                max_request_age_s=settings.chat_max_request_age_s,
+                max_queued_turns=settings.chat_max_queued_turns,
+            ),
+        ),
+        id=chat_workflow_id(session_id),
+        task_queue=settings.chat_task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        search_attributes=search_attributes.for_chat(user_id=principal.user_id, session_id=session_id),
+        static_summary=f"chat session of {principal.user_id}",
+    )
+
+
+def _update_failure(err: WorkflowUpdateFailedError) -> ApiError:
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.type:
+        return ApiError(cause.type, cause.message)
+    return ApiError(ErrorCode.INTERNAL, "the turn could not be accepted", status=500)
+
+
+def _is_closing_race(err: RPCError) -> bool:
+    # The run closed (idle timeout) between our start check and the update:
+    # asking again starts a fresh run.
+    return err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION)
+
+
+async def start_turn(
+    client: Client,
+    settings: Settings,
+    *,
+    principal: Principal,
+    session_id: str,
+    message: str,
+    turn_id: str,
+    knowledge_base_ids: list[str] | None = None,
+) -> WorkflowUpdateHandle[TurnResult]:
+    """Deliver a user message; returns once the workflow has accepted it."""
+    request = TurnRequest(
+        turn_id=turn_id,
+        user_id=principal.user_id,
+        message=message,
+        submitted_at=datetime.now(UTC),
+        knowledge_base_ids=knowledge_base_ids or [],
+    )
+    for attempt in range(1, _START_ATTEMPTS + 1):
+        try:
+            return await client.start_update_with_start_workflow(
+                ChatSessionWorkflow.send_message,
+                request,
+                start_workflow_operation=_start_operation(settings, principal, session_id),
+                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                id=turn_id,
+            )
+        except WorkflowUpdateFailedError as err:
+            raise _update_failure(err) from err
+        except RPCError as err:
+            if attempt == _START_ATTEMPTS or not _is_closing_race(err):
+                raise ApiError(ErrorCode.UPSTREAM_UNAVAILABLE, "the workflow service is unavailable") from err
+            await asyncio.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")
+
+
+async def turn_result(handle: WorkflowUpdateHandle[TurnResult], *, timeout_s: float) -> TurnResult:
+    try:
+        return await asyncio.wait_for(handle.result(), timeout=timeout_s)
+    except WorkflowUpdateFailedError as err:
+        raise _update_failure(err) from err
+    except TimeoutError as err:
+        raise ApiError(
+            ErrorCode.TIMEOUT,
+            "the turn did not finish in time; it goes on, and its result will appear in the session",
+        ) from err
+
+
+async def delete_session(
+    client: Client, settings: Settings, *, principal: Principal, session_id: str
+) -> None:
+    try:
+        await client.execute_update_with_start_workflow(
+            ChatSessionWorkflow.delete,
+            DeleteSessionRequest(user_id=principal.user_id),
+            start_workflow_operation=_start_operation(settings, principal, session_id),
+        )
+    except WorkflowUpdateFailedError as err:
+        raise _update_failure(err) from err

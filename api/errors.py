@@ -1,0 +1,123 @@
+"""One error shape for every failure: ``{"error": {"code", "message", "request_id"}}``.
+
+Never a stack trace: unexpected exceptions are logged with the request id and
+answered as ``internal_error``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from core.errors import ErrorCode, KeelError
+
+log = structlog.get_logger(__name__)
+
+_STATUS_BY_CODE: dict[str, int] = {
+    ErrorCode.INVALID_REQUEST: 422,
+    ErrorCode.MALFORMED_JSON: 400,
+    ErrorCode.EMPTY_MESSAGE: 422,
+    ErrorCode.MESSAGE_TOO_LARGE: 413,
+    ErrorCode.STALE_REQUEST: 409,
+    ErrorCode.SESSION_BUSY: 429,
+    ErrorCode.UNAUTHENTICATED: 401,
+    ErrorCode.TOKEN_EXPIRED: 401,
+    ErrorCode.INVALID_TOKEN: 401,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.DEV_AUTH_DISABLED: 404,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.SESSION_NOT_FOUND: 404,
+    ErrorCode.TURN_NOT_FOUND: 404,
+    ErrorCode.ROUTE_NOT_FOUND: 404,
+    ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.UPSTREAM_UNAVAILABLE: 503,
+    ErrorCode.TIMEOUT: 504,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.INTERNAL: 500,
+}
+
+
+class ApiError(Exception):
+    """Raised by routes and dependencies; rendered by :func:`install_error_handlers`."""
+
+    def __init__(
+        self,
+        code: ErrorCode | str,
+        message: str,
+        *,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = str(code)
+        self.message = message
+        self.status = status or _STATUS_BY_CODE.get(self.code, 400)
+        self.headers = headers or {}
+
+    @classmethod
+    def from_keel(cls, err: KeelError) -> ApiError:
+        return cls(err.code, err.message)
+
+
+def request_id_of(request: Request) -> str:
+    return str(getattr(request.state, "request_id", "") or "")
+
+
+def error_response(
+    request: Request, code: str, message: str, status: int, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    rid = request_id_of(request)
+    body = {"error": {"code": code, "message": message, "request_id": rid}}
+    all_headers = {"X-Request-ID": rid, **(headers or {})}
+    if status in (429, 503) and "Retry-After" not in all_headers:
+        all_headers["Retry-After"] = "1"
+    return JSONResponse(body, status_code=status, headers=all_headers)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
+    errors: list[Any] = list(exc.errors())
+    for err in errors:
+        if err.get("type") == "json_invalid":
+            return ErrorCode.MALFORMED_JSON, "the request body is not valid JSON"
+    first = errors[0] if errors else {}
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    detail = first.get("msg", "invalid request")
+    return ErrorCode.INVALID_REQUEST, f"{where}: {detail}" if where else str(detail)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(request, exc.code, exc.message, exc.status, exc.headers)
+
+    @app.exception_handler(KeelError)
+    async def _keel_error(request: Request, exc: KeelError) -> JSONResponse:
+        err = ApiError.from_keel(exc)
+        return error_response(request, err.code, err.message, err.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        code, message = _validation_message(exc)
+        return error_response(request, code, message, 400 if code == ErrorCode.MALFORMED_JSON else 422)
+
+    @app.exception_handler(json.JSONDecodeError)
+    async def _json(request: Request, exc: json.JSONDecodeError) -> JSONResponse:
+        return error_response(request, ErrorCode.MALFORMED_JSON, "the request body is not valid JSON", 400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: ErrorCode.ROUTE_NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}.get(
+            exc.status_code, ErrorCode.INVALID_REQUEST
+        )
+        return error_response(request, code, str(exc.detail), exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("request.unhandled_error", exc_info=exc)
+        return error_response(request, ErrorCode.INTERNAL, "an internal error occurred", 500)

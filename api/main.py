@@ -1,0 +1,69 @@
+"""The FastAPI front door: ``create_app(settings)``.
+
+Pools and the Temporal client open in the lifespan. Routes authorise, then
+start/update/signal/query workflows or read Postgres/Redis; they never call the
+LLM themselves. OpenAPI is generated at ``/openapi.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+from prometheus_client import make_asgi_app
+
+from api.errors import install_error_handlers
+from api.middleware import RequestIdMiddleware
+from api.routes import auth, chat, health, sessions
+from api.state import ApiResources
+from infra.db.migrate import apply_migrations
+from infra.db.pool import create_pool
+from infra.redis_client import create_redis
+from infra.settings import Settings
+from infra.temporal_client import connect_temporal
+
+log = structlog.get_logger(__name__)
+
+
+def _required(value: str | None, name: str) -> str:
+    if not value:
+        raise RuntimeError(f"{name} is not set (`keel dev` sets it for the embedded stack)")
+    return value
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    database_url = _required(settings.database_url, "KEEL_DATABASE_URL")
+    redis_url = _required(settings.redis_url, "KEEL_REDIS_URL")
+    await apply_migrations(database_url)
+    pool = await create_pool(database_url)
+    redis = create_redis(redis_url)
+    try:
+        temporal = await connect_temporal(settings)
+        app.state.resources = ApiResources(settings=settings, temporal=temporal, pool=pool, redis=redis)
+        log.info("api.started", temporal=settings.resolved_temporal_address)
+        yield
+    finally:
+        app.state.resources = None
+        await redis.aclose()
+        await pool.close()
+
+
+def create_app(settings: Settings) -> FastAPI:
+    app = FastAPI(
+        title="Keel API",
+        version="0.1.0",
+        description="Self-hosted enterprise AI platform: durable agents on Temporal.",
+        lifespan=_lifespan,
+    )
+    app.state.settings = settings
+    app.state.resources = None
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    for module in (health, auth, chat, sessions):
+        app.include_router(module.router)
+    app.mount("/metrics", make_asgi_app())
+    return app

@@ -1,0 +1,115 @@
+"""POST /chat and POST /chat/stream: a user message becomes a workflow Update."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from api import chat_gateway
+from api.deps import PrincipalDep, ResourcesDep
+from api.errors import ApiError
+from api.schemas import ChatRequest, ChatResponse
+from api.state import ApiResources
+from api.turn_stream import relay_turn
+from core.errors import ErrorCode
+from core.models.chat import TurnResult
+from core.models.principal import Principal
+
+router = APIRouter(prefix="/api/v1/chat", tags=["chat"])
+
+SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+async def _session_for(resources: ApiResources, principal: Principal, session_id: str | None) -> str:
+    if session_id is None:
+        return chat_gateway.new_session_id()
+    if not SESSION_ID.match(session_id) or (
+        await resources.chats.get_session(session_id, user_id=principal.user_id) is None
+    ):
+        raise ApiError(ErrorCode.SESSION_NOT_FOUND, "session not found")
+    return session_id
+
+
+def _check_message(resources: ApiResources, message: str) -> None:
+    if not message.strip():
+        raise ApiError(ErrorCode.EMPTY_MESSAGE, "message is empty")
+    limit = resources.settings.chat_max_message_chars
+    if len(message) > limit:
+        raise ApiError(
+            ErrorCode.MESSAGE_TOO_LARGE, f"message has {len(message)} characters; the limit is {limit}"
+        )
+
+
+def _response(result: TurnResult) -> ChatResponse:
+    return ChatResponse.model_validate(result.model_dump())
+
+
+@router.post("", operation_id="chat", response_model=ChatResponse)
+async def chat(body: ChatRequest, principal: PrincipalDep, resources: ResourcesDep) -> ChatResponse:
+    """Send a message and wait for the finished turn."""
+    _check_message(resources, body.message)
+    session_id = await _session_for(resources, principal, body.session_id)
+    handle = await chat_gateway.start_turn(
+        resources.temporal,
+        resources.settings,
+        principal=principal,
+        session_id=session_id,
+        message=body.message,
+        turn_id=chat_gateway.new_turn_id(),
+        knowledge_base_ids=body.knowledge_base_ids,
+    )
+    result = await chat_gateway.turn_result(handle, timeout_s=resources.settings.request_timeout_s)
+    return _response(result)
+
+
+@router.post(
+    "/stream",
+    operation_id="chat_stream",
+    response_class=EventSourceResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events of the turn"}},
+)
+async def chat_stream(
+    body: ChatRequest, principal: PrincipalDep, resources: ResourcesDep
+) -> EventSourceResponse:
+    """Send a message and stream the turn: ``turn.started``, ``message.delta``, …, ``turn.completed``.
+
+    Each event has an ``id:``; resume with ``GET /api/v1/sessions/{id}/turns/{turn_id}/events``
+    and ``Last-Event-ID``.
+    """
+    _check_message(resources, body.message)
+    session_id = await _session_for(resources, principal, body.session_id)
+    turn_id = chat_gateway.new_turn_id()
+    handle = await chat_gateway.start_turn(
+        resources.temporal,
+        resources.settings,
+        principal=principal,
+        session_id=session_id,
+        message=body.message,
+        turn_id=turn_id,
+        knowledge_base_ids=body.knowledge_base_ids,
+    )
+    result_task = asyncio.ensure_future(handle.result())
+
+    async def finished_turn() -> TurnResult | None:
+        if not result_task.done() or result_task.cancelled() or result_task.exception() is not None:
+            return None
+        return result_task.result()
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        try:
+            async for event in relay_turn(
+                resources.events,
+                turn_id,
+                finished_turn=finished_turn,
+                timeout_s=resources.settings.request_timeout_s,
+            ):
+                yield event
+        finally:
+            if not result_task.done():
+                result_task.cancel()  # the turn goes on in the workflow; only our wait stops
+
+    return EventSourceResponse(events(), ping=15, headers={"X-Session-ID": session_id, "X-Turn-ID": turn_id})

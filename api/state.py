@@ -1,0 +1,27 @@
+"""What the API holds for its lifetime (opened in the lifespan, closed on shutdown)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import asyncpg
+import redis.asyncio as aioredis
+from temporalio.client import Client
+
+from infra.db.chat_repo import ChatRepository
+from infra.settings import Settings
+from infra.turn_events import TurnEventStream
+
+
+@dataclass
+class ApiResources:
+    settings: Settings
+    temporal: Client
+    pool: asyncpg.Pool
+    redis: aioredis.Redis
+    chats: ChatRepository = field(init=False)
+    events: TurnEventStream = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.chats = ChatRepository(self.pool)
+        self.events = TurnEventStream(self.redis, ttl_s=self.settings.stream_ttl_s)

@@ -1,0 +1,69 @@
+"""Relay a turn's Redis event stream as Server-Sent Events.
+
+Every event carries its Redis stream id as the SSE ``id:``, so a client that
+reconnects with ``Last-Event-ID`` resumes exactly after the last event it saw.
+If the stream is gone (expired, or Redis lost it) the finished turn still
+arrives: the relay falls back to the Update's result or the stored turn.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from sse_starlette import ServerSentEvent
+
+from core.errors import ErrorCode
+from core.models.chat import TurnResult
+from infra.turn_events import TurnEventStream
+
+LAST_EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+_BLOCK_MS = 500
+
+#: Returns the finished turn if it is known to be finished, else None.
+FinishedTurn = Callable[[], Awaitable[TurnResult | None]]
+
+
+def _final_event(result: TurnResult) -> ServerSentEvent:
+    if result.status == "failed" and result.error is not None:
+        data = {"turn_id": result.turn_id, "code": result.error.code, "message": result.error.message}
+        return ServerSentEvent(data=json.dumps(data), event="error")
+    return ServerSentEvent(data=json.dumps(result.model_dump(mode="json")), event="turn.completed")
+
+
+async def relay_turn(
+    events: TurnEventStream,
+    turn_id: str,
+    *,
+    after: str = "0-0",
+    finished_turn: FinishedTurn,
+    timeout_s: float,
+) -> AsyncIterator[ServerSentEvent]:
+    deadline = time.monotonic() + timeout_s
+    last = after
+    while time.monotonic() < deadline:
+        batch = await events.read(turn_id, after=last, block_ms=_BLOCK_MS)
+        for event in batch:
+            last = event.id
+            yield ServerSentEvent(data=json.dumps(event.data), event=event.event, id=event.id)
+            if event.terminal:
+                return
+        if batch:
+            continue
+        finished = await finished_turn()
+        if finished is not None:
+            # Drain what may have landed since the last read, then end with the result.
+            for event in await events.read(turn_id, after=last):
+                yield ServerSentEvent(data=json.dumps(event.data), event=event.event, id=event.id)
+                if event.terminal:
+                    return
+            yield _final_event(finished)
+            return
+    data = {
+        "turn_id": turn_id,
+        "code": ErrorCode.TIMEOUT,
+        "message": "the stream timed out; the turn goes on",
+    }
+    yield ServerSentEvent(data=json.dumps(data), event="error")

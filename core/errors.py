@@ -1,0 +1,72 @@
+"""Error types, named by who must act.
+
+``ErrorCode`` values are the stable ``error.code`` strings of the API and the
+``type`` of Temporal ``ApplicationError``s. ``NON_RETRYABLE`` lists the ones that
+retrying cannot fix; activities raise them with ``non_retryable=True``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    # caller's input
+    INVALID_REQUEST = "invalid_request"
+    MALFORMED_JSON = "malformed_json"
+    EMPTY_MESSAGE = "empty_message"
+    MESSAGE_TOO_LARGE = "message_too_large"
+    STALE_REQUEST = "stale_request"
+    SESSION_BUSY = "session_busy"
+    # identity
+    UNAUTHENTICATED = "unauthenticated"
+    TOKEN_EXPIRED = "token_expired"
+    INVALID_TOKEN = "invalid_token"
+    FORBIDDEN = "forbidden"
+    DEV_AUTH_DISABLED = "dev_auth_disabled"
+    # resources
+    NOT_FOUND = "not_found"
+    SESSION_NOT_FOUND = "session_not_found"
+    TURN_NOT_FOUND = "turn_not_found"
+    ROUTE_NOT_FOUND = "route_not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    # upstreams
+    LLM_NOT_CONFIGURED = "llm_not_configured"
+    LLM_BAD_RESPONSE = "llm_bad_response"
+    LLM_REJECTED = "llm_rejected"
+    UPSTREAM_UNAVAILABLE = "upstream_unavailable"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    # policy
+    POLICY_DENIED = "policy_denied"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    RATE_LIMITED = "rate_limited"
+    # ours
+    INTERNAL = "internal_error"
+
+
+NON_RETRYABLE: frozenset[ErrorCode] = frozenset(
+    {
+        ErrorCode.INVALID_REQUEST,
+        ErrorCode.EMPTY_MESSAGE,
+        ErrorCode.MESSAGE_TOO_LARGE,
+        ErrorCode.LLM_NOT_CONFIGURED,
+        ErrorCode.LLM_REJECTED,
+        ErrorCode.POLICY_DENIED,
+        ErrorCode.BUDGET_EXCEEDED,
+        ErrorCode.SESSION_NOT_FOUND,
+    }
+)
+
+
+class KeelError(Exception):
+    """An expected failure with a stable code and a message safe to show a user."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    @property
+    def retryable(self) -> bool:
+        return self.code not in NON_RETRYABLE

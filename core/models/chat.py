@@ -1,0 +1,157 @@
+"""Payloads that cross Temporal boundaries for a chat session.
+
+Fields are added, never renamed. Payloads carry ids and bounded texts (a user
+message is capped by the update validator; prompts are rendered inside the LLM
+activity from the transcript in Postgres), never rendered prompts or secrets.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+TurnStatus = Literal["completed", "awaiting_approval", "failed"]
+
+
+class SessionLimits(BaseModel):
+    idle_timeout_s: int = 24 * 3600
+    max_message_chars: int = 32_000
+    max_request_age_s: int = 180
+    max_queued_turns: int = 4
+
+
+class SessionCarry(BaseModel):
+    """What a continued-as-new run inherits: a summary, not the transcript."""
+
+    turn_count: int = 0
+    recent_turn_ids: list[str] = Field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    last_turn_at: datetime | None = None
+
+
+class ChatSessionInput(BaseModel):
+    session_id: str
+    user_id: str
+    agent: str = "default"
+    fallback_model: str | None = None
+    limits: SessionLimits = Field(default_factory=SessionLimits)
+    carry: SessionCarry | None = None
+
+
+class ChatSessionOutput(BaseModel):
+    session_id: str
+    turn_count: int
+    reason: Literal["idle", "deleted"]
+
+
+class TurnRequest(BaseModel):
+    """One user message, delivered as the ``send_message`` Update."""
+
+    turn_id: str
+    user_id: str
+    message: str
+    submitted_at: datetime
+    knowledge_base_ids: list[str] = Field(default_factory=list)
+
+
+class Citation(BaseModel):
+    document_id: str
+    chunk_id: str
+    title: str
+    snippet: str
+    score: float
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+    citations: list[Citation] = Field(default_factory=list)
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class TurnError(BaseModel):
+    code: str
+    message: str
+
+
+class TurnResult(BaseModel):
+    session_id: str
+    turn_id: str
+    status: TurnStatus
+    message: AssistantMessage
+    tool_calls: list[dict[str, object]] = Field(default_factory=list)
+    approvals: list[dict[str, object]] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    model: str | None = None
+    error: TurnError | None = None
+    #: Set when the answer is not a model's: ``llm_not_configured``.
+    notice: str | None = None
+
+
+class DeleteSessionRequest(BaseModel):
+    user_id: str
+
+
+class DeleteSessionResult(BaseModel):
+    session_id: str
+    deleted: bool
+
+
+class CancelTurn(BaseModel):
+    turn_id: str
+
+
+class SessionState(BaseModel):
+    """Query result: what the session workflow is doing now."""
+
+    session_id: str
+    user_id: str
+    turn_count: int
+    active_turn_id: str | None
+    queued_turns: int
+    deleted: bool
+
+
+# --- activity inputs / outputs --------------------------------------------
+
+
+class BeginTurnInput(BaseModel):
+    session_id: str
+    user_id: str
+    turn_id: str
+    message: str
+    agent: str = "default"
+
+
+class LlmCallInput(BaseModel):
+    session_id: str
+    turn_id: str
+    step: int = 0
+    model_override: str | None = None
+
+
+class LlmCallResult(BaseModel):
+    content: str
+    finish_reason: str | None = None
+    model: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    configured: bool = True
+
+
+class CompleteTurnInput(BaseModel):
+    session_id: str
+    user_id: str
+    turn_id: str
+    result: TurnResult
+
+
+class DeleteSessionInput(BaseModel):
+    session_id: str
+    user_id: str

