@@ -57,6 +57,7 @@ def _start_operation(
         ChatSessionInput(
             session_id=session_id,
             user_id=principal.user_id,
+            fallback_model=settings.llm_fallback_model,
             limits=SessionLimits(
                 idle_timeout_s=settings.chat_idle_timeout_s,
                 max_message_chars=settings.chat_max_message_chars,

@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     # --- LLM behaviour -----------------------------------------------------
     llm_timeout_s: float = 60.0
     llm_stream_timeout_s: float = 120.0
+    llm_fallback_model: str | None = None
     llm_max_output_tokens: int = 1024
     llm_temperature: float | None = None
     system_prompt: str = (

@@ -20,6 +20,7 @@ import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -65,7 +66,7 @@ def _no_external_network() -> Iterator[None]:
             raise ConnectionRefusedError(f"tests may not reach {address!r} (no real LLM or SaaS calls)")
         return original(self, address)
 
-    socket.socket.connect = guarded  # type: ignore[method-assign]
+    socket.socket.connect = guarded  # type: ignore[method-assign,assignment]
     yield
     socket.socket.connect = original  # type: ignore[method-assign]
 
@@ -188,7 +189,7 @@ def settings(
         database_url=database_url,
         redis_url=redis_url,
         llm_base_url=llm.base_url,
-        llm_api_key="test-key",  # type: ignore[arg-type]
+        llm_api_key="test-key",
         llm_model="fake-model",
         chat_task_queue=f"keel-chat-test-{uuid.uuid4().hex[:8]}",
         api_port=free_port(),
@@ -238,16 +239,24 @@ async def api(settings: Settings) -> AsyncIterator[RunningApi]:
     await task
 
 
-@pytest.fixture
-async def platform(settings: Settings, temporal_client: Client) -> AsyncIterator[RunningApi]:
-    """API + an in-process chat worker on this test's own task queue."""
+@asynccontextmanager
+async def running_platform(settings: Settings, temporal_client: Client) -> AsyncIterator[RunningApi]:
+    """API + an in-process chat worker on the settings' task queue."""
     async with (
         chat_activities(settings) as activities,
         build_chat_worker(temporal_client, settings, activities),
     ):
         server, task = await serve_api(settings)
         running = RunningApi(settings)
+        try:
+            yield running
+        finally:
+            await running.http.aclose()
+            server.should_exit = True
+            await task
+
+
+@pytest.fixture
+async def platform(settings: Settings, temporal_client: Client) -> AsyncIterator[RunningApi]:
+    async with running_platform(settings, temporal_client) as running:
         yield running
-        await running.http.aclose()
-        server.should_exit = True
-        await task
