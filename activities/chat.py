@@ -79,10 +79,11 @@ class ChatActivities:
     async def call_llm(self, inp: LlmCallInput) -> LlmCallResult:
         info = activity.info()
         bound = log.bind(session_id=inp.session_id, turn_id=inp.turn_id, attempt=info.attempt)
-        if info.attempt > 1:
-            # Clients drop the partial text of this step; the retried attempt streams it anew.
+        if info.attempt > 1 or inp.restream:
+            # Clients drop the partial text of this step; this call streams it anew.
+            reason = "retry" if info.attempt > 1 else "fallback"
             await self._events.publish(
-                inp.turn_id, "message.reset", {"turn_id": inp.turn_id, "step": inp.step, "reason": "retry"}
+                inp.turn_id, "message.reset", {"turn_id": inp.turn_id, "step": inp.step, "reason": reason}
             )
         if not self._model.configured:
             await self._delta(inp, NO_MODEL_MESSAGE)

@@ -17,6 +17,7 @@ from prometheus_client import make_asgi_app
 from api.errors import install_error_handlers
 from api.middleware import RequestIdMiddleware
 from api.routes import auth, chat, health, sessions
+from api.schemas import ERROR_RESPONSES
 from api.state import ApiResources
 from infra.db.migrate import apply_migrations
 from infra.db.pool import create_pool
@@ -63,7 +64,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.resources = None
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
-    for module in (health, auth, chat, sessions):
-        app.include_router(module.router)
+    app.include_router(health.router)
+    for module in (auth, chat, sessions):
+        app.include_router(module.router, responses=ERROR_RESPONSES)
     app.mount("/metrics", make_asgi_app())
     return app

@@ -80,3 +80,30 @@ class SessionDetail(SessionSummary):
 class HealthStatus(BaseModel):
     status: Literal["ok", "starting", "unavailable"]
     checks: dict[str, str] = Field(default_factory=dict)
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable code (see docs/api.md)")
+    message: str
+    request_id: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in {
+        400: "Malformed request",
+        401: "Missing, expired or invalid credentials",
+        404: "Not found (or not yours)",
+        409: "Stale request",
+        413: "Message too large",
+        422: "Invalid request",
+        429: "Too many requests (see Retry-After)",
+        500: "Internal error",
+        503: "A dependency is unavailable (see Retry-After)",
+        504: "Timed out",
+    }.items()
+}

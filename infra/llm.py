@@ -14,7 +14,7 @@ from typing import Any
 
 from agent_framework import ChatResponse, ChatResponseUpdate, Message, ResponseStream
 from agent_framework.openai import OpenAIChatCompletionClient
-from openai import AsyncAzureOpenAI, AsyncOpenAI
+from openai import AsyncAzureOpenAI, AsyncOpenAI, Timeout
 
 from core.errors import ErrorCode, KeelError
 from infra.settings import Settings
@@ -34,7 +34,8 @@ def _azure_token_provider() -> Any:
 
 
 def _openai_client(settings: Settings) -> AsyncOpenAI | None:
-    timeout = settings.llm_stream_timeout_s
+    # read: the longest silence between two streamed chunks; the rest bounds the whole call.
+    timeout = Timeout(settings.llm_stream_timeout_s, connect=10.0, read=settings.llm_timeout_s)
     provider = settings.llm_provider
     if provider == "azure":
         key = settings.azure_openai_api_key

@@ -204,7 +204,12 @@ class ChatSessionWorkflow:
                 break
             self._active_llm = workflow.start_activity_method(
                 ChatActivities.call_llm,
-                LlmCallInput(session_id=inp.session_id, turn_id=turn_id, model_override=model),
+                LlmCallInput(
+                    session_id=inp.session_id,
+                    turn_id=turn_id,
+                    model_override=model,
+                    restream=model is not None,
+                ),
                 **activity_presets.LLM_STREAM,
             )
             try:

@@ -24,7 +24,9 @@ async def live() -> HealthStatus:
 async def startup(request: Request) -> JSONResponse:
     started = getattr(request.app.state, "resources", None) is not None
     body = HealthStatus(status="ok" if started else "starting")
-    return JSONResponse(body.model_dump(), status_code=200 if started else 503)
+    if started:
+        return JSONResponse(body.model_dump())
+    return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "2"})
 
 
 async def _check(name: str, probe: asyncio.Future[object] | object) -> tuple[str, str]:

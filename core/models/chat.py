@@ -135,6 +135,8 @@ class LlmCallInput(BaseModel):
     turn_id: str
     step: int = 0
     model_override: str | None = None
+    #: The step's text may already have been streamed by an earlier call (a fallback model).
+    restream: bool = False
 
 
 class LlmCallResult(BaseModel):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
+from pydantic import SecretStr
 from temporalio.client import Client
 
 from core.names import chat_workflow_id
@@ -193,3 +195,55 @@ async def test_sessions_are_found_by_user_in_temporal(
             break
         await asyncio.sleep(0.1)
     assert ids == [chat_workflow_id(body["session_id"])]
+
+
+async def test_azure_openai_deployment_is_called_on_the_azure_path(
+    settings: Settings, temporal_client: Client, llm: FakeOpenAI
+) -> None:
+    azure = settings.model_copy(
+        update={
+            "llm_base_url": None,
+            "llm_model": None,
+            "llm_api_key": None,
+            "azure_openai_endpoint": llm.root_url,
+            "azure_openai_deployment": "gpt-4o-keel",
+            "azure_openai_api_key": SecretStr("azure-key"),
+        }
+    )
+    async with running_platform(azure, temporal_client) as platform:
+        headers = await platform.auth("azure-user")
+        body = (
+            await platform.http.post("/api/v1/chat", json={"message": "via azure"}, headers=headers)
+        ).json()
+    assert body["status"] == "completed"
+    assert body["message"]["content"] == "Echo: via azure"
+    recorded = llm.request_log[-1]
+    assert recorded.path.startswith("/openai/deployments/gpt-4o-keel/chat/completions")
+    assert recorded.headers["api-key"] == "azure-key"
+
+
+async def test_health_probes(platform: RunningApi) -> None:
+    assert (await platform.http.get("/health/live")).json() == {"status": "ok", "checks": {}}
+    assert (await platform.http.get("/health/startup")).status_code == 200
+    ready = await platform.http.get("/health/ready")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"temporal": "ok", "postgres": "ok", "redis": "ok"}
+    metrics = await platform.http.get("/metrics/")
+    assert metrics.status_code == 200
+
+
+async def test_readiness_reports_an_unreachable_dependency(settings: Settings) -> None:
+    from tests.conftest import serve_api
+
+    broken = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
+    server, task = await serve_api(broken)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{broken.api_port}") as http:
+            ready = await http.get("/health/ready")
+    finally:
+        server.should_exit = True
+        await task
+    assert ready.status_code == 503
+    assert ready.headers["retry-after"]
+    assert ready.json()["checks"]["redis"].startswith("unavailable")
+    assert ready.json()["checks"]["postgres"] == "ok"

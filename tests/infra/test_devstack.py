@@ -6,6 +6,7 @@ address unset so the embedded path itself is exercised.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from infra.devstack import DevStack, DevStackError, temporal_command
 from infra.settings import Settings
@@ -67,6 +69,18 @@ async def list_custom_attributes(client: Client, namespace: str) -> dict[str, in
         ListSearchAttributesRequest(namespace=namespace)
     )
     return dict(response.custom_attributes)
+
+
+async def _when_namespace_ready(client: Client, namespace: str, timeout_s: float = 20) -> dict[str, int]:
+    """A just-registered namespace reaches the server's namespace cache a few seconds later."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            return await list_custom_attributes(client, namespace)
+        except RPCError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.25)
 
 
 async def write_probe_data(settings: Settings) -> None:
@@ -145,7 +159,7 @@ async def test_ensure_search_attributes_registers_on_a_bare_namespace(tmp_path: 
                 namespace="bare", workflow_execution_retention_period=Duration(seconds=86400)
             )
         )
-        before = await list_custom_attributes(client, "bare")
+        before = await _when_namespace_ready(client, "bare")
         await ensure_search_attributes(client, "bare")
         await ensure_search_attributes(client, "bare")  # idempotent
         after = await list_custom_attributes(client, "bare")
