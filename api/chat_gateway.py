@@ -104,6 +104,7 @@ async def start_turn(
         message=message,
         submitted_at=datetime.now(UTC),
         knowledge_base_ids=knowledge_base_ids or [],
+        groups=list(principal.groups),
     )
     for attempt in range(1, _START_ATTEMPTS + 1):
         try:

@@ -16,11 +16,13 @@ from prometheus_client import make_asgi_app
 
 from api.errors import install_error_handlers
 from api.middleware import RequestIdMiddleware
-from api.routes import auth, chat, health, sessions
+from api.routes import admin, auth, chat, health, sessions
+from api.routes import knowledge as knowledge_routes
 from api.schemas import ERROR_RESPONSES
 from api.state import ApiResources
 from infra.db.migrate import apply_migrations
 from infra.db.pool import create_pool
+from infra.knowledge import KnowledgeServices, open_knowledge
 from infra.redis_client import create_redis
 from infra.settings import Settings
 from infra.temporal_client import connect_temporal
@@ -35,6 +37,16 @@ def _required(value: str | None, name: str) -> str:
 
 
 @asynccontextmanager
+async def _knowledge(app: FastAPI, settings: Settings) -> AsyncIterator[KnowledgeServices]:
+    shared: KnowledgeServices | None = app.state.shared_knowledge
+    if shared is not None:
+        yield shared
+        return
+    async with open_knowledge(settings) as own:
+        yield own
+
+
+@asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     database_url = _required(settings.database_url, "KEEL_DATABASE_URL")
@@ -44,16 +56,21 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     redis = create_redis(redis_url)
     try:
         temporal = await connect_temporal(settings)
-        app.state.resources = ApiResources(settings=settings, temporal=temporal, pool=pool, redis=redis)
-        log.info("api.started", temporal=settings.resolved_temporal_address)
-        yield
+        async with _knowledge(app, settings) as knowledge:
+            app.state.resources = ApiResources(
+                settings=settings, temporal=temporal, pool=pool, redis=redis, knowledge=knowledge
+            )
+            log.info("api.started", temporal=settings.resolved_temporal_address)
+            yield
     finally:
         app.state.resources = None
         await redis.aclose()
         await pool.close()
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, knowledge: KnowledgeServices | None = None) -> FastAPI:
+    """``knowledge``: services shared with in-process workers (the embedded vector
+    index has one owner per process); without it the API opens its own."""
     app = FastAPI(
         title="Keel API",
         version="0.1.0",
@@ -61,11 +78,12 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=_lifespan,
     )
     app.state.settings = settings
+    app.state.shared_knowledge = knowledge
     app.state.resources = None
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
-    for module in (auth, chat, sessions):
+    for module in (auth, chat, sessions, knowledge_routes, admin):
         app.include_router(module.router, responses=ERROR_RESPONSES)
     app.mount("/metrics", make_asgi_app())
     return app

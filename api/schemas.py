@@ -82,6 +82,117 @@ class HealthStatus(BaseModel):
     checks: dict[str, str] = Field(default_factory=dict)
 
 
+# --------------------------------------------------------------- knowledge
+class KnowledgeBaseView(BaseModel):
+    id: str
+    name: str
+    description: str
+    owner_type: str
+    personal: bool
+    can_upload: bool
+
+
+class KnowledgeBaseList(BaseModel):
+    knowledge_bases: list[KnowledgeBaseView]
+
+
+class CreateKnowledgeBaseRequest(_Request):
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=2000)
+
+
+class DocumentAccepted(BaseModel):
+    document_id: str
+    status: Literal["processing"]
+
+
+class DocumentView(BaseModel):
+    id: str
+    kb_id: str
+    title: str
+    filename: str
+    content_type: str | None
+    doc_type: str | None
+    size_bytes: int
+    owner_type: str
+    owner_id: str
+    visibility: str
+    shared_with: list[str]
+    status: str = Field(description="processing | ready | failed")
+    error_code: str | None
+    error_message: str | None
+    chunk_count: int
+    page_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentView]
+
+
+class ShareRequest(_Request):
+    user_ids: list[str] = Field(default_factory=list, max_length=500)
+    group_ids: list[str] = Field(default_factory=list, max_length=500)
+
+
+class ShareResponse(BaseModel):
+    document_id: str
+    shared_with: list[str]
+
+
+class QueryRequest(_Request):
+    query: str = Field(min_length=1, max_length=4000)
+    top_k: int = Field(default=10, ge=1, le=100)
+
+
+class QueryResult(BaseModel):
+    chunk_id: str
+    doc_id: str
+    kb_id: str
+    title: str
+    text: str
+    page: int | None
+    chunk_index: int
+    score: float
+
+
+class QueryResponse(BaseModel):
+    results: list[QueryResult]
+
+
+class BatchAccepted(BaseModel):
+    batch_id: str
+    document_ids: list[str]
+
+
+class BatchStatus(BaseModel):
+    batch_id: str
+    total: int
+    processing: int
+    ready: int
+    failed: int
+    done: bool
+    failed_document_ids: list[str]
+
+
+class FailedOperationView(BaseModel):
+    id: str
+    kind: str
+    resource_id: str
+    workflow_id: str
+    error_code: str
+    error_message: str
+    status: str
+    retry_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class FailedOperationList(BaseModel):
+    failed_operations: list[FailedOperationView]
+
+
 class ErrorDetail(BaseModel):
     code: str = Field(description="Stable machine-readable code (see docs/api.md)")
     message: str

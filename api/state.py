@@ -9,6 +9,8 @@ import redis.asyncio as aioredis
 from temporalio.client import Client
 
 from infra.db.chat_repo import ChatRepository
+from infra.db.knowledge_repo import KnowledgeRepository
+from infra.knowledge import KnowledgeServices
 from infra.settings import Settings
 from infra.turn_events import TurnEventStream
 
@@ -19,9 +21,12 @@ class ApiResources:
     temporal: Client
     pool: asyncpg.Pool
     redis: aioredis.Redis
+    knowledge: KnowledgeServices
     chats: ChatRepository = field(init=False)
+    knowledge_repo: KnowledgeRepository = field(init=False)
     events: TurnEventStream = field(init=False)
 
     def __post_init__(self) -> None:
         self.chats = ChatRepository(self.pool)
+        self.knowledge_repo = KnowledgeRepository(self.pool)
         self.events = TurnEventStream(self.redis, ttl_s=self.settings.stream_ttl_s)

@@ -41,6 +41,17 @@ class ErrorCode(StrEnum):
     POLICY_DENIED = "policy_denied"
     BUDGET_EXCEEDED = "budget_exceeded"
     RATE_LIMITED = "rate_limited"
+    # documents and knowledge bases
+    KNOWLEDGE_BASE_NOT_FOUND = "knowledge_base_not_found"
+    DOCUMENT_NOT_FOUND = "document_not_found"
+    FILE_TOO_LARGE = "file_too_large"
+    UNSUPPORTED_TYPE = "unsupported_type"
+    CONTENT_MISMATCH = "content_mismatch"
+    DOCUMENT_EMPTY = "document_empty"
+    DOCUMENT_CORRUPT = "document_corrupt"
+    DOCUMENT_ENCRYPTED = "document_encrypted"
+    DOCUMENT_TOO_LARGE = "document_too_large"
+    RETRIEVAL_UNAVAILABLE = "retrieval_unavailable"
     # ours
     INTERNAL = "internal_error"
 
@@ -55,6 +66,14 @@ NON_RETRYABLE: frozenset[ErrorCode] = frozenset(
         ErrorCode.POLICY_DENIED,
         ErrorCode.BUDGET_EXCEEDED,
         ErrorCode.SESSION_NOT_FOUND,
+        ErrorCode.UNSUPPORTED_TYPE,
+        ErrorCode.CONTENT_MISMATCH,
+        ErrorCode.DOCUMENT_EMPTY,
+        ErrorCode.DOCUMENT_CORRUPT,
+        ErrorCode.DOCUMENT_ENCRYPTED,
+        ErrorCode.DOCUMENT_TOO_LARGE,
+        ErrorCode.FILE_TOO_LARGE,
+        ErrorCode.DOCUMENT_NOT_FOUND,
     }
 )
 

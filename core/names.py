@@ -22,3 +22,23 @@ def chat_workflow_id(session_id: str) -> str:
 def turn_stream_key(turn_id: str) -> str:
     """Redis stream that carries one turn's events (deltas, tool calls, completion)."""
     return f"keel:turn:{turn_id}:events"
+
+
+INGEST_TASK_QUEUE = "keel-ingest"
+KIND_INGEST = "ingest"
+
+
+def ingest_workflow_id(document_id: str) -> str:
+    return f"ingest-{document_id}"
+
+
+def batch_workflow_id(batch_id: str) -> str:
+    return f"batch-{batch_id}"
+
+
+def delete_workflow_id(document_id: str) -> str:
+    return f"delete-{document_id}"
+
+
+def acl_workflow_id(document_id: str, request_id: str) -> str:
+    return f"acl-{document_id}-{request_id}"

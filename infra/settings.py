@@ -78,6 +78,19 @@ class Settings(BaseSettings):
     chat_max_queued_turns: int = Field(default=4, ge=1)
     stream_ttl_s: int = Field(default=3600, ge=60)
 
+    # --- knowledge bases ---------------------------------------------------
+    ingest_task_queue: str = "keel-ingest"
+    blob_path: Path | None = None
+    ingest_max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    ingest_max_pages: int = Field(default=2000, ge=1)
+    ingest_chunk_chars: int = Field(default=1200, ge=200)
+    ingest_chunk_overlap: int = Field(default=150, ge=0)
+    ingest_batch_concurrency: int = Field(default=4, ge=1)
+    embedding_provider: Literal["local", "openai", "azure"] = "local"
+    embedding_model: str | None = None
+    embedding_batch_size: int | None = Field(default=None, ge=1)
+    retrieval_top_k: int = Field(default=5, ge=1, le=50)
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.env == "production":
@@ -108,6 +121,10 @@ class Settings(BaseSettings):
         if self.llm_provider == "openai":
             return self.llm_model
         return None
+
+    @property
+    def resolved_blob_path(self) -> Path:
+        return self.blob_path or self.data_dir / "blobs"
 
     @property
     def resolved_temporal_address(self) -> str:

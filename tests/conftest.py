@@ -36,9 +36,10 @@ from temporalio.testing import WorkflowEnvironment
 from api.main import create_app
 from infra.db.migrate import apply_migrations
 from infra.devstack import DevStack
+from infra.knowledge import KnowledgeServices, open_knowledge
 from infra.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
-from workers.chat_worker import build_chat_worker, chat_activities
+from workers.runtime import running_workers
 from workflows import search_attributes
 
 VENV_BIN = Path(sys.executable).parent
@@ -192,6 +193,8 @@ def settings(
         llm_api_key="test-key",
         llm_model="fake-model",
         chat_task_queue=f"keel-chat-test-{uuid.uuid4().hex[:8]}",
+        ingest_task_queue=f"keel-ingest-test-{uuid.uuid4().hex[:8]}",
+        qdrant_path=tmp_path / "qdrant",
         api_port=free_port(),
         log_json=False,
     )
@@ -213,9 +216,15 @@ class RunningApi:
         return {"Authorization": f"Bearer {await self.token(user_id)}"}
 
 
-async def serve_api(settings: Settings) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+async def serve_api(
+    settings: Settings, knowledge: KnowledgeServices | None = None
+) -> tuple[uvicorn.Server, asyncio.Task[None]]:
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=settings.api_port, log_config=None, lifespan="on"
+        create_app(settings, knowledge=knowledge),
+        host="127.0.0.1",
+        port=settings.api_port,
+        log_config=None,
+        lifespan="on",
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -241,12 +250,12 @@ async def api(settings: Settings) -> AsyncIterator[RunningApi]:
 
 @asynccontextmanager
 async def running_platform(settings: Settings, temporal_client: Client) -> AsyncIterator[RunningApi]:
-    """API + an in-process chat worker on the settings' task queue."""
+    """API + in-process workers on the settings' own task queues, sharing one knowledge stack."""
     async with (
-        chat_activities(settings) as activities,
-        build_chat_worker(temporal_client, settings, activities),
+        open_knowledge(settings) as knowledge,
+        running_workers(temporal_client, settings, knowledge),
     ):
-        server, task = await serve_api(settings)
+        server, task = await serve_api(settings, knowledge)
         running = RunningApi(settings)
         try:
             yield running

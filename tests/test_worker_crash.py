@@ -31,6 +31,8 @@ def _spawn_worker(settings: Settings) -> subprocess.Popen[bytes]:
         "KEEL_LLM_API_KEY": "test-key",
         "KEEL_LLM_MODEL": str(settings.llm_model),
         "KEEL_CHAT_TASK_QUEUE": settings.chat_task_queue,
+        "KEEL_INGEST_TASK_QUEUE": settings.ingest_task_queue,
+        "KEEL_DATA_DIR": str(settings.data_dir / "worker"),
         "KEEL_LOG_JSON": "false",
     }
     return subprocess.Popen([sys.executable, "-m", "workers.cli", "worker"], env=env)

@@ -13,7 +13,9 @@ from temporalio.worker import Worker
 
 from activities.chat import ChatActivities, PromptConfig
 from infra.db.chat_repo import ChatRepository
+from infra.db.knowledge_repo import KnowledgeRepository
 from infra.db.pool import create_pool
+from infra.knowledge import KnowledgeServices
 from infra.llm import ChatModel
 from infra.redis_client import create_redis
 from infra.settings import Settings
@@ -22,7 +24,7 @@ from workflows.chat_session import ChatSessionWorkflow
 
 
 @asynccontextmanager
-async def chat_activities(settings: Settings) -> AsyncIterator[ChatActivities]:
+async def chat_activities(settings: Settings, knowledge: KnowledgeServices) -> AsyncIterator[ChatActivities]:
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("KEEL_DATABASE_URL and KEEL_REDIS_URL must be set for the worker")
     pool = await create_pool(settings.database_url)
@@ -36,7 +38,10 @@ async def chat_activities(settings: Settings) -> AsyncIterator[ChatActivities]:
             prompt=PromptConfig(
                 system_prompt=settings.system_prompt,
                 history_max_messages=settings.chat_history_max_messages,
+                retrieval_top_k=settings.retrieval_top_k,
             ),
+            knowledge=knowledge,
+            knowledge_repo=KnowledgeRepository(pool),
         )
     finally:
         await model.aclose()
@@ -51,6 +56,7 @@ def build_chat_worker(client: Client, settings: Settings, activities: ChatActivi
         workflows=[ChatSessionWorkflow],
         activities=[
             activities.begin_turn,
+            activities.retrieve,
             activities.call_llm,
             activities.complete_turn,
             activities.delete_session,

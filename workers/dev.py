@@ -1,52 +1,42 @@
-"""``keel dev``: the whole platform on one machine.
+"""``keel dev``: the whole platform on one machine, in one process.
 
 Starts the embedded engines whose addresses are not configured (Temporal dev
 server with its Web UI, Postgres, Redis; see infra/devstack.py), applies the
-migrations, then runs ``keel worker`` and ``keel api`` as child processes
-with the resolved addresses. Ctrl-C stops everything; data stays in
-``KEEL_DATA_DIR``.
+migrations, then runs the workers and the API in this process: the embedded
+vector index belongs to one process, so the API's reads and the workers'
+writes share it. Ctrl-C stops everything; data stays in ``KEEL_DATA_DIR``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
+from collections.abc import Generator
+from contextlib import contextmanager
 
 import structlog
+import uvicorn
 
+from api.main import create_app
 from infra.db.migrate import apply_migrations
-from infra.devstack import DevStack
+from infra.devstack import DevStack, DevStackError
+from infra.knowledge import open_knowledge
 from infra.settings import Settings
+from infra.temporal_client import connect_temporal
+from infra.temporal_setup import ensure_search_attributes
+from workers.runtime import running_workers
 
 log = structlog.get_logger(__name__)
 
 
-def _child_env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env["KEEL_DATA_DIR"] = str(settings.data_dir)
-    env["KEEL_TEMPORAL_ADDRESS"] = settings.resolved_temporal_address
-    if settings.database_url:
-        env["KEEL_DATABASE_URL"] = settings.database_url
-    if settings.redis_url:
-        env["KEEL_REDIS_URL"] = settings.redis_url
-    return env
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal capture (it re-raises the signal after
+    shutdown); ``run_dev`` owns SIGINT/SIGTERM and stops everything in order."""
 
-
-async def _spawn(role: str, env: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(sys.executable, "-m", "workers.cli", role, env=env)
-
-
-async def _stop(proc: asyncio.subprocess.Process, timeout_s: float = 15.0) -> None:
-    if proc.returncode is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        await asyncio.wait_for(proc.wait(), timeout=timeout_s)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
+    @contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
 
 
 def _banner(settings: Settings, *, temporal_ui: str | None) -> str:
@@ -68,28 +58,38 @@ async def run_dev(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     own_temporal = settings.temporal_address is None
     stack = DevStack(settings)
-    resolved = await stack.start()
-    children: list[asyncio.subprocess.Process] = []
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    try:
+        resolved = await stack.start()
+    except DevStackError as err:
+        sys.stderr.write(f"keel dev: {err}\n")
+        raise SystemExit(1) from err
     try:
         assert resolved.database_url is not None
         await apply_migrations(resolved.database_url)
-        env = _child_env(resolved)
-        children = [await _spawn("worker", env), await _spawn("api", env)]
-        ui = f"http://127.0.0.1:{resolved.temporal_ui_port}" if own_temporal else None
-        sys.stdout.write(_banner(resolved, temporal_ui=ui))
-        sys.stdout.flush()
-        waits = [asyncio.ensure_future(c.wait()) for c in children]
-        stopper = asyncio.ensure_future(stop.wait())
-        done, _ = await asyncio.wait([stopper, *waits], return_when=asyncio.FIRST_COMPLETED)
-        if stopper not in done:
-            log.error("dev.child_exited", returncodes=[c.returncode for c in children])
-        stopper.cancel()
+        client = await connect_temporal(resolved)
+        await ensure_search_attributes(client, resolved.temporal_namespace)
+        async with open_knowledge(resolved) as knowledge, running_workers(client, resolved, knowledge):
+            config = uvicorn.Config(
+                create_app(resolved, knowledge=knowledge),
+                host=resolved.api_host,
+                port=resolved.api_port,
+                log_config=None,
+                access_log=False,
+                timeout_graceful_shutdown=10,
+            )
+            server = _Server(config)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+            ui = f"http://127.0.0.1:{resolved.temporal_ui_port}" if own_temporal else None
+
+            task = asyncio.ensure_future(server.serve())
+            while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn exposes a flag
+                await asyncio.sleep(0.05)
+            if server.started:
+                sys.stdout.write(_banner(resolved, temporal_ui=ui))
+                sys.stdout.flush()
+            await task  # returns once a signal set should_exit and the API drained
     finally:
-        for child in reversed(children):
-            await _stop(child)
         await stack.stop()
         sys.stdout.write("Keel stopped.\n")

@@ -1,4 +1,4 @@
-"""``keel worker``: run the chat worker until SIGINT/SIGTERM (graceful shutdown)."""
+"""``keel worker``: run the chat and ingest workers until SIGINT/SIGTERM (graceful shutdown)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import signal
 import structlog
 
 from infra.db.migrate import apply_migrations
+from infra.knowledge import open_knowledge
 from infra.settings import Settings
 from infra.temporal_client import connect_temporal
 from infra.temporal_setup import ensure_search_attributes
-from workers.chat_worker import build_chat_worker, chat_activities
+from workers.runtime import running_workers
 
 log = structlog.get_logger(__name__)
 
@@ -25,9 +26,7 @@ async def run_worker(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with chat_activities(settings) as activities:
-        worker = build_chat_worker(client, settings, activities)
-        async with worker:
-            log.info("worker.started", task_queue=settings.chat_task_queue)
-            await stop.wait()
-            log.info("worker.stopping")
+    async with open_knowledge(settings) as knowledge, running_workers(client, settings, knowledge):
+        log.info("worker.started", task_queues=[settings.chat_task_queue, settings.ingest_task_queue])
+        await stop.wait()
+        log.info("worker.stopping")

@@ -40,3 +40,39 @@ LLM_STREAM: dict[str, Any] = {
         non_retryable_error_types=_NON_RETRYABLE_TYPES,
     ),
 }
+
+#: Parse + chunk one document: long (big PDFs), heartbeating while it parses.
+PARSE: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(minutes=15),
+    "heartbeat_timeout": timedelta(seconds=30),
+    "retry_policy": RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=30),
+        maximum_attempts=3,
+        non_retryable_error_types=_NON_RETRYABLE_TYPES,
+    ),
+}
+
+#: Embed + upsert in batches; heartbeats carry the next chunk index to resume from.
+INDEX: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(minutes=60),
+    "heartbeat_timeout": timedelta(seconds=30),
+    "retry_policy": RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=30),
+        maximum_attempts=5,
+        non_retryable_error_types=_NON_RETRYABLE_TYPES,
+    ),
+}
+
+#: One Qdrant call (search, payload update, delete): 10 s, retried once (DESIGN.md §7).
+VECTOR: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(seconds=10),
+    "retry_policy": RetryPolicy(
+        initial_interval=timedelta(milliseconds=500),
+        maximum_attempts=2,
+        non_retryable_error_types=_NON_RETRYABLE_TYPES,
+    ),
+}

@@ -31,12 +31,14 @@ with workflow.unsafe.imports_passed_through():
         CancelTurn,
         ChatSessionInput,
         ChatSessionOutput,
+        Citation,
         CompleteTurnInput,
         DeleteSessionInput,
         DeleteSessionRequest,
         DeleteSessionResult,
         LlmCallInput,
         LlmCallResult,
+        RetrieveInput,
         SessionCarry,
         SessionState,
         TurnError,
@@ -178,7 +180,8 @@ class ChatSessionWorkflow:
                 ),
                 **activity_presets.DATABASE,
             )
-            result = await self._model_answer(req.turn_id)
+            citations, retrieval_failed = await self._retrieve(req)
+            result = await self._model_answer(req.turn_id, citations, retrieval_failed=retrieval_failed)
             await workflow.execute_activity_method(
                 ChatActivities.complete_turn,
                 CompleteTurnInput(
@@ -192,7 +195,30 @@ class ChatSessionWorkflow:
         self._remember(result)
         return result
 
-    async def _model_answer(self, turn_id: str) -> TurnResult:
+    async def _retrieve(self, req: TurnRequest) -> tuple[list[Citation], bool]:
+        """Knowledge search for this turn; (citations, whether the search failed)."""
+        if not workflow.patched("turn-retrieval"):
+            return [], False
+        inp = self._input
+        try:
+            found = await workflow.execute_activity_method(
+                ChatActivities.retrieve,
+                RetrieveInput(
+                    session_id=inp.session_id,
+                    turn_id=req.turn_id,
+                    user_id=inp.user_id,
+                    groups=req.groups,
+                    knowledge_base_ids=req.knowledge_base_ids,
+                ),
+                **activity_presets.VECTOR,
+            )
+        except ActivityError:
+            return [], True
+        return found.citations, False
+
+    async def _model_answer(
+        self, turn_id: str, citations: list[Citation], *, retrieval_failed: bool
+    ) -> TurnResult:
         inp = self._input
         models: list[str | None] = [None]
         if inp.fallback_model:
@@ -209,6 +235,8 @@ class ChatSessionWorkflow:
                     turn_id=turn_id,
                     model_override=model,
                     restream=model is not None,
+                    context=citations,
+                    retrieval_unavailable=retrieval_failed,
                 ),
                 **activity_presets.LLM_STREAM,
             )
@@ -223,10 +251,10 @@ class ChatSessionWorkflow:
                 session_id=inp.session_id,
                 turn_id=turn_id,
                 status="completed",
-                message=AssistantMessage(content=llm.content),
+                message=AssistantMessage(content=llm.content, citations=citations),
                 usage=llm.usage,
                 model=llm.model,
-                notice=None if llm.configured else ErrorCode.LLM_NOT_CONFIGURED,
+                notice=llm.notice or (ErrorCode.RETRIEVAL_UNAVAILABLE if retrieval_failed else None),
             )
         return TurnResult(
             session_id=inp.session_id,

@@ -19,3 +19,7 @@ def for_chat(*, user_id: str, session_id: str) -> TypedSearchAttributes:
             SearchAttributePair(KIND, names.KIND_CHAT),
         ]
     )
+
+
+def for_kind(*, user_id: str, kind: str) -> TypedSearchAttributes:
+    return TypedSearchAttributes([SearchAttributePair(USER_ID, user_id), SearchAttributePair(KIND, kind)])

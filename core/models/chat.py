@@ -55,6 +55,8 @@ class TurnRequest(BaseModel):
     message: str
     submitted_at: datetime
     knowledge_base_ids: list[str] = Field(default_factory=list)
+    #: The caller's group ids at request time (the ACL principal set is computed per turn).
+    groups: list[str] = Field(default_factory=list, max_length=500)
 
 
 class Citation(BaseModel):
@@ -63,6 +65,8 @@ class Citation(BaseModel):
     title: str
     snippet: str
     score: float
+    page: int | None = None
+    chunk_index: int = 0
 
 
 class AssistantMessage(BaseModel):
@@ -130,11 +134,27 @@ class BeginTurnInput(BaseModel):
     agent: str = "default"
 
 
+class RetrieveInput(BaseModel):
+    session_id: str
+    turn_id: str
+    user_id: str
+    groups: list[str] = Field(default_factory=list)
+    knowledge_base_ids: list[str] = Field(default_factory=list)
+
+
+class RetrieveResult(BaseModel):
+    citations: list[Citation] = Field(default_factory=list)
+
+
 class LlmCallInput(BaseModel):
     session_id: str
     turn_id: str
     step: int = 0
     model_override: str | None = None
+    #: Retrieved chunks to ground the answer on (texts are loaded in the activity).
+    context: list[Citation] = Field(default_factory=list)
+    #: Knowledge search failed: answer without it and say so.
+    retrieval_unavailable: bool = False
     #: The step's text may already have been streamed by an earlier call (a fallback model).
     restream: bool = False
 
@@ -145,6 +165,8 @@ class LlmCallResult(BaseModel):
     model: str | None = None
     usage: Usage = Field(default_factory=Usage)
     configured: bool = True
+    #: ``llm_not_configured`` / ``retrieval_only`` when the answer is not a model's.
+    notice: str | None = None
 
 
 class CompleteTurnInput(BaseModel):

@@ -151,6 +151,12 @@ class ChatRepository:
         )
         return [MessageRecord(**dict(r)) for r in rows]
 
+    async def user_message(self, turn_id: str) -> str | None:
+        text: str | None = await self._pool.fetchval(
+            "SELECT content FROM chat_messages WHERE turn_id = $1 AND seq = 0", turn_id
+        )
+        return text
+
     async def get_session(self, session_id: str, *, user_id: str) -> SessionRecord | None:
         row = await self._pool.fetchrow(
             "SELECT * FROM chat_sessions WHERE id = $1 AND user_id = $2", session_id, user_id

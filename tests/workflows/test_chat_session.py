@@ -24,6 +24,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.chat import ChatActivities
 from core.models.chat import CancelTurn, ChatSessionInput, SessionLimits, TurnRequest
 from core.names import chat_workflow_id
+from infra.knowledge import open_knowledge
 from infra.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from workers.chat_worker import build_chat_worker, chat_activities
@@ -32,7 +33,7 @@ from workflows.chat_session import ChatSessionWorkflow
 
 @pytest.fixture
 async def worker_activities(settings: Settings) -> AsyncIterator[ChatActivities]:
-    async with chat_activities(settings) as activities:
+    async with open_knowledge(settings) as knowledge, chat_activities(settings, knowledge) as activities:
         yield activities
 
 

@@ -15,6 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from core.models.chat import ChatSessionInput, TurnRequest
 from core.names import chat_workflow_id
+from infra.knowledge import open_knowledge
 from infra.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
 from workers.chat_worker import build_chat_worker, chat_activities
@@ -34,7 +35,8 @@ async def test_continue_as_new_keeps_the_conversation(settings: Settings, llm: F
     wf_id = chat_workflow_id(session_id)
     try:
         async with (
-            chat_activities(settings) as activities,
+            open_knowledge(settings) as knowledge,
+            chat_activities(settings, knowledge) as activities,
             build_chat_worker(env.client, settings, activities),
         ):
             results = []

@@ -1,0 +1,192 @@
+"""Ingestion activities: parse → chunk → embed → upsert, delete, share.
+
+Bytes come from the blob store by key and chunk texts go to Postgres, so only
+ids and counters cross the workflow boundary. ``index_chunks`` heartbeats the
+next chunk index after every batch and resumes from it; point ids are
+deterministic (doc id + chunk index), so a retry never duplicates a vector.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import structlog
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from core.errors import ErrorCode, KeelError
+from core.ingest.chunking import chunk_document
+from core.models.ingest import (
+    DeleteDocumentInput,
+    DocumentAclInput,
+    DocumentAclResult,
+    IndexResult,
+    IngestDocumentInput,
+    MarkDocumentInput,
+    ParseResult,
+)
+from core.models.knowledge import ChunkPayload, point_id
+from core.ports import IndexPoint, VectorIndex
+from infra.blobstore import BlobStore
+from infra.db.knowledge_repo import DocumentRecord, KnowledgeRepository
+from infra.embeddings import Embedder
+from infra.parsing import parse_document
+
+from .errors import from_keel_error
+from .heartbeat import heartbeating
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    max_pages: int
+    chunk_chars: int
+    chunk_overlap: int
+    embed_batch_size: int
+
+
+class IngestActivities:
+    def __init__(
+        self,
+        *,
+        repo: KnowledgeRepository,
+        blobs: BlobStore,
+        embedder: Embedder,
+        index: VectorIndex,
+        config: IngestConfig,
+    ) -> None:
+        self._repo = repo
+        self._blobs = blobs
+        self._embedder = embedder
+        self._index = index
+        self._config = config
+
+    async def _document(self, doc_id: str) -> DocumentRecord:
+        doc = await self._repo.document(doc_id)
+        if doc is None or doc.status == "deleting":
+            raise ApplicationError(
+                "the document no longer exists", type=ErrorCode.DOCUMENT_NOT_FOUND, non_retryable=True
+            )
+        return doc
+
+    @activity.defn
+    async def parse_document(self, inp: IngestDocumentInput) -> ParseResult:
+        doc = await self._document(inp.document_id)
+        data = await self._blobs.get(doc.blob_key)
+        cfg = self._config
+        try:
+            parsed = await heartbeating(
+                asyncio.to_thread(
+                    parse_document,
+                    data,
+                    filename=doc.filename,
+                    content_type=doc.content_type,
+                    max_pages=cfg.max_pages,
+                )
+            )
+        except KeelError as err:
+            raise from_keel_error(err) from err
+        chunks = chunk_document(
+            parsed.pages, doc_type=parsed.doc_type, max_chars=cfg.chunk_chars, overlap_chars=cfg.chunk_overlap
+        )
+        if not chunks:
+            raise from_keel_error(KeelError(ErrorCode.DOCUMENT_EMPTY, "the document contains no text"))
+        await self._repo.replace_chunks(doc.id, chunks)
+        log.info("ingest.parsed", document_id=doc.id, pages=parsed.page_count, chunks=len(chunks))
+        return ParseResult(
+            chunk_count=len(chunks),
+            page_count=parsed.page_count,
+            doc_type=parsed.doc_type,
+            title=parsed.title,
+        )
+
+    @activity.defn
+    async def index_chunks(self, inp: IngestDocumentInput) -> IndexResult:
+        doc = await self._document(inp.document_id)
+        await self._index.ensure_collection(await self._embedder.ensure_dimension())
+        details = activity.info().heartbeat_details
+        start = int(details[0]) if details else 0
+        if start == 0:
+            # A fresh attempt: drop vectors of an earlier ingestion of this document.
+            await self._index.delete_document(doc.id)
+        indexed = start
+        while True:
+            batch = await self._repo.chunks(doc.id, start=start, limit=self._config.embed_batch_size)
+            if not batch:
+                break
+            vectors = await heartbeating(
+                self._embedder.embed_documents([c.text for c in batch]), details=start
+            )
+            await self._index.upsert(
+                [
+                    IndexPoint(
+                        id=point_id(doc.id, c.chunk_index),
+                        vector=vector,
+                        payload=ChunkPayload(
+                            doc_id=doc.id,
+                            kb_id=doc.kb_id,
+                            source=doc.source,
+                            owner_type=doc.owner_type,
+                            owner_id=doc.owner_id,
+                            visibility=doc.visibility,
+                            shared_with=doc.shared_with,
+                            created_at=doc.created_at.isoformat(),
+                            doc_type=doc.doc_type or "",
+                            chunk_index=c.chunk_index,
+                            title=doc.title,
+                            text=c.text,
+                            page=c.page,
+                            strategy=c.strategy,
+                        ),
+                    )
+                    for c, vector in zip(batch, vectors, strict=True)
+                ]
+            )
+            start = batch[-1].chunk_index + 1
+            indexed += len(batch)
+            activity.heartbeat(start)
+        return IndexResult(indexed=indexed)
+
+    @activity.defn
+    async def mark_document(self, inp: MarkDocumentInput) -> None:
+        await self._repo.mark_document(
+            inp.document_id,
+            status=inp.status,
+            chunk_count=inp.chunk_count,
+            page_count=inp.page_count,
+            doc_type=inp.doc_type,
+            title=inp.title,
+            error_code=inp.error_code,
+            error_message=inp.error_message,
+        )
+        if inp.status == "failed":
+            await self._repo.record_failure(
+                kind="ingest",
+                resource_id=inp.document_id,
+                workflow_id=inp.workflow_id,
+                error_code=inp.error_code or ErrorCode.INTERNAL,
+                error_message=inp.error_message or "ingestion failed",
+            )
+        else:
+            await self._repo.resolve_failures(kind="ingest", resource_id=inp.document_id)
+
+    @activity.defn
+    async def delete_document(self, inp: DeleteDocumentInput) -> None:
+        doc = await self._repo.document(inp.document_id)
+        if doc is None:
+            return  # already gone: deleting is idempotent
+        await self._repo.set_status(doc.id, "deleting")
+        await self._index.delete_document(doc.id)
+        await self._blobs.delete(doc.blob_key)
+        await self._repo.delete_document(doc.id)
+        await self._repo.resolve_failures(kind="ingest", resource_id=doc.id)
+
+    @activity.defn
+    async def update_document_acl(self, inp: DocumentAclInput) -> DocumentAclResult:
+        shared = await self._repo.change_shares(inp.document_id, add=inp.add, remove=inp.remove)
+        await self._index.set_document_acl(
+            inp.document_id, shared_with=shared, visibility="shared" if shared else "private"
+        )
+        return DocumentAclResult(document_id=inp.document_id, shared_with=shared)

@@ -1,0 +1,101 @@
+"""Admin routes (permission-checked): org knowledge bases and the failed-operations view."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from temporalio.common import WorkflowIDReusePolicy
+
+from api.deps import PrincipalDep, ResourcesDep
+from api.errors import ApiError
+from api.schemas import (
+    CreateKnowledgeBaseRequest,
+    FailedOperationList,
+    FailedOperationView,
+    KnowledgeBaseView,
+)
+from core.errors import ErrorCode
+from core.models.ingest import IngestDocumentInput
+from core.models.principal import Principal
+from core.names import ingest_workflow_id
+from core.policy.permissions import Permission, has_permission
+from workflows import search_attributes
+from workflows.ingest_document import IngestDocumentWorkflow
+
+
+def _require(permission: Permission):  # type: ignore[no-untyped-def]
+    def check(principal: PrincipalDep) -> Principal:
+        if not has_permission(principal, permission):
+            raise ApiError(ErrorCode.FORBIDDEN, f"this needs the {permission} permission")
+        return principal
+
+    return Depends(check)
+
+
+router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+
+OrgKbAdmin = Annotated[Principal, _require(Permission.MANAGE_ORG_KB)]
+
+
+@router.post(
+    "/knowledge-bases",
+    operation_id="create_org_knowledge_base",
+    status_code=201,
+    response_model=KnowledgeBaseView,
+)
+async def create_org_knowledge_base(
+    body: CreateKnowledgeBaseRequest, principal: OrgKbAdmin, resources: ResourcesDep
+) -> KnowledgeBaseView:
+    kb = await resources.knowledge_repo.create_kb(
+        name=body.name,
+        description=body.description,
+        owner_type="org",
+        owner_id="org",
+        created_by=principal.user_id,
+    )
+    return KnowledgeBaseView(
+        id=kb.id, name=kb.name, description=kb.description, owner_type="org", personal=False, can_upload=True
+    )
+
+
+@router.get("/failed-operations", operation_id="list_failed_operations", response_model=FailedOperationList)
+async def list_failed_operations(
+    principal: OrgKbAdmin,
+    resources: ResourcesDep,
+    status: Annotated[str | None, Query(pattern="^(open|retried|resolved)$")] = "open",
+) -> FailedOperationList:
+    ops = await resources.knowledge_repo.failed_operations(status=status)
+    return FailedOperationList(
+        failed_operations=[FailedOperationView.model_validate(o.model_dump()) for o in ops]
+    )
+
+
+@router.post(
+    "/failed-operations/{op_id}/retry",
+    operation_id="retry_failed_operation",
+    status_code=202,
+    response_model=FailedOperationView,
+)
+async def retry_failed_operation(
+    op_id: str, principal: OrgKbAdmin, resources: ResourcesDep
+) -> FailedOperationView:
+    op = await resources.knowledge_repo.failed_operation(op_id)
+    if op is None or op.kind != "ingest":
+        raise ApiError(ErrorCode.NOT_FOUND, "failed operation not found")
+    doc = await resources.knowledge_repo.document(op.resource_id)
+    if doc is None:
+        raise ApiError(ErrorCode.DOCUMENT_NOT_FOUND, "the document was deleted")
+    await resources.knowledge_repo.set_status(doc.id, "processing")
+    await resources.temporal.start_workflow(
+        IngestDocumentWorkflow.run,
+        IngestDocumentInput(document_id=doc.id),
+        id=ingest_workflow_id(doc.id),
+        task_queue=resources.settings.ingest_task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        search_attributes=search_attributes.for_kind(user_id=principal.user_id, kind="ingest"),
+    )
+    await resources.knowledge_repo.mark_retried(op.id)
+    updated = await resources.knowledge_repo.failed_operation(op.id)
+    assert updated is not None
+    return FailedOperationView.model_validate(updated.model_dump())

@@ -1,0 +1,310 @@
+"""Knowledge bases and documents. Reads go through the ACL filter
+(core.policy.acl); ingestion, deletion and sharing are workflows.
+
+Upload is the one place the API writes: the bytes must be in the blob store
+before a workflow can reference them, and the document row is written in the
+same step so the returned id is readable at once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, File, Response, UploadFile
+from temporalio.common import WorkflowIDReusePolicy
+
+from api.deps import PrincipalDep, ResourcesDep
+from api.errors import ApiError
+from api.schemas import (
+    BatchAccepted,
+    BatchStatus,
+    DocumentAccepted,
+    DocumentList,
+    DocumentView,
+    KnowledgeBaseList,
+    KnowledgeBaseView,
+    QueryRequest,
+    QueryResponse,
+    QueryResult,
+    ShareRequest,
+    ShareResponse,
+)
+from api.state import ApiResources
+from core.errors import ErrorCode
+from core.models.ingest import BatchIngestInput, DeleteDocumentInput, DocumentAclInput, IngestDocumentInput
+from core.models.principal import Principal, group_principal, user_principal
+from core.names import acl_workflow_id, batch_workflow_id, delete_workflow_id, ingest_workflow_id
+from core.policy.acl import acl_filter
+from core.policy.documents import can_manage
+from core.policy.permissions import Permission, has_permission
+from infra.db.knowledge_repo import DocumentRecord, KnowledgeBaseRecord, personal_kb_id
+from workflows import search_attributes
+from workflows.batch_ingest import BatchIngestWorkflow
+from workflows.delete_document import DeleteDocumentWorkflow
+from workflows.document_acl import DocumentAclWorkflow
+from workflows.ingest_document import IngestDocumentWorkflow
+
+router = APIRouter(prefix="/api/v1", tags=["knowledge"])
+
+_READ_CHUNK = 1024 * 1024
+
+
+def _kb_view(kb: KnowledgeBaseRecord, principal: Principal) -> KnowledgeBaseView:
+    return KnowledgeBaseView(
+        id=kb.id,
+        name=kb.name,
+        description=kb.description,
+        owner_type=kb.owner_type,
+        personal=kb.owner_type == "user" and kb.owner_id == user_principal(principal.user_id),
+        can_upload=can_manage(principal, owner_type=kb.owner_type, owner_id=kb.owner_id),
+    )
+
+
+def _doc_view(doc: DocumentRecord) -> DocumentView:
+    return DocumentView.model_validate(doc.model_dump())
+
+
+async def _readable_kb(resources: ApiResources, principal: Principal, kb_id: str) -> KnowledgeBaseRecord:
+    if kb_id == personal_kb_id(principal.user_id):
+        return await resources.knowledge_repo.ensure_personal_kb(principal.user_id)
+    kbs = await resources.knowledge_repo.readable_kbs(acl_filter(principal))
+    for kb in kbs:
+        if kb.id == kb_id:
+            return kb
+    raise ApiError(ErrorCode.KNOWLEDGE_BASE_NOT_FOUND, "knowledge base not found")
+
+
+async def _writable_kb(resources: ApiResources, principal: Principal, kb_id: str) -> KnowledgeBaseRecord:
+    kb = await _readable_kb(resources, principal, kb_id)
+    if not can_manage(principal, owner_type=kb.owner_type, owner_id=kb.owner_id):
+        raise ApiError(ErrorCode.FORBIDDEN, "you may not add documents to this knowledge base")
+    return kb
+
+
+async def _readable_doc(
+    resources: ApiResources, principal: Principal, kb_id: str, doc_id: str
+) -> DocumentRecord:
+    doc = await resources.knowledge_repo.readable_document(
+        doc_id, acl_filter(principal, knowledge_base_ids=[kb_id])
+    )
+    if doc is None:
+        raise ApiError(ErrorCode.DOCUMENT_NOT_FOUND, "document not found")
+    return doc
+
+
+def _managed(principal: Principal, doc: DocumentRecord) -> DocumentRecord:
+    if not can_manage(principal, owner_type=doc.owner_type, owner_id=doc.owner_id):
+        raise ApiError(ErrorCode.FORBIDDEN, "only the document's owner may change it")
+    return doc
+
+
+async def _read_upload(resources: ApiResources, upload: UploadFile) -> bytes:
+    limit = resources.settings.ingest_max_file_bytes
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await upload.read(_READ_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(
+                ErrorCode.FILE_TOO_LARGE,
+                f"{upload.filename or 'the file'} is larger than the {limit} byte limit",
+                status=413,
+            )
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def _store_document(
+    resources: ApiResources, principal: Principal, kb: KnowledgeBaseRecord, upload: UploadFile
+) -> DocumentRecord:
+    data = await _read_upload(resources, upload)
+    doc_id = "doc-" + uuid.uuid4().hex[:24]
+    filename = (upload.filename or "document").replace("/", "_").replace("\\", "_")[:255] or "document"
+    blob_key = f"documents/{doc_id}"
+    sha256 = await resources.knowledge.blobs.put(blob_key, data)
+    return await resources.knowledge_repo.insert_document(
+        id=doc_id,
+        kb_id=kb.id,
+        title=filename,
+        filename=filename,
+        content_type=upload.content_type,
+        size_bytes=len(data),
+        sha256=sha256,
+        blob_key=blob_key,
+        source="upload",
+        owner_type=kb.owner_type,
+        owner_id=kb.owner_id,
+        status="processing",
+        created_by=principal.user_id,
+    )
+
+
+async def _start_ingest(resources: ApiResources, principal: Principal, doc_id: str) -> None:
+    await resources.temporal.start_workflow(
+        IngestDocumentWorkflow.run,
+        IngestDocumentInput(document_id=doc_id),
+        id=ingest_workflow_id(doc_id),
+        task_queue=resources.settings.ingest_task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        search_attributes=search_attributes.for_kind(user_id=principal.user_id, kind="ingest"),
+    )
+
+
+# ------------------------------------------------------------ knowledge bases
+@router.get("/knowledge-bases", operation_id="list_knowledge_bases", response_model=KnowledgeBaseList)
+async def list_knowledge_bases(principal: PrincipalDep, resources: ResourcesDep) -> KnowledgeBaseList:
+    """Knowledge bases I may read; my personal one is always first."""
+    kbs = await resources.knowledge_repo.readable_kbs(acl_filter(principal))
+    personal_id = personal_kb_id(principal.user_id)
+    if all(kb.id != personal_id for kb in kbs):
+        kbs.insert(0, await resources.knowledge_repo.ensure_personal_kb(principal.user_id))
+    views = [_kb_view(kb, principal) for kb in kbs]
+    views.sort(key=lambda v: not v.personal)
+    return KnowledgeBaseList(knowledge_bases=views)
+
+
+@router.post(
+    "/knowledge-bases/{kb_id}/documents",
+    operation_id="upload_document",
+    status_code=202,
+    response_model=DocumentAccepted,
+)
+async def upload_document(
+    kb_id: str, file: Annotated[UploadFile, File()], principal: PrincipalDep, resources: ResourcesDep
+) -> DocumentAccepted:
+    kb = await _writable_kb(resources, principal, kb_id)
+    doc = await _store_document(resources, principal, kb, file)
+    await _start_ingest(resources, principal, doc.id)
+    return DocumentAccepted(document_id=doc.id, status="processing")
+
+
+@router.get("/knowledge-bases/{kb_id}/documents", operation_id="list_documents", response_model=DocumentList)
+async def list_documents(kb_id: str, principal: PrincipalDep, resources: ResourcesDep) -> DocumentList:
+    await _readable_kb(resources, principal, kb_id)
+    docs = await resources.knowledge_repo.readable_documents(
+        acl_filter(principal, knowledge_base_ids=[kb_id])
+    )
+    return DocumentList(documents=[_doc_view(d) for d in docs])
+
+
+@router.get(
+    "/knowledge-bases/{kb_id}/documents/{doc_id}", operation_id="get_document", response_model=DocumentView
+)
+async def get_document(
+    kb_id: str, doc_id: str, principal: PrincipalDep, resources: ResourcesDep
+) -> DocumentView:
+    return _doc_view(await _readable_doc(resources, principal, kb_id, doc_id))
+
+
+@router.delete("/knowledge-bases/{kb_id}/documents/{doc_id}", operation_id="delete_document", status_code=204)
+async def delete_document(
+    kb_id: str, doc_id: str, principal: PrincipalDep, resources: ResourcesDep
+) -> Response:
+    doc = _managed(principal, await _readable_doc(resources, principal, kb_id, doc_id))
+    await resources.temporal.execute_workflow(
+        DeleteDocumentWorkflow.run,
+        DeleteDocumentInput(document_id=doc.id),
+        id=delete_workflow_id(doc.id),
+        task_queue=resources.settings.ingest_task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+    )
+    return Response(status_code=204)
+
+
+async def _change_shares(
+    resources: ApiResources, principal: Principal, kb_id: str, doc_id: str, body: ShareRequest, *, add: bool
+) -> ShareResponse:
+    doc = _managed(principal, await _readable_doc(resources, principal, kb_id, doc_id))
+    principals = [user_principal(u) for u in body.user_ids] + [group_principal(g) for g in body.group_ids]
+    result = await resources.temporal.execute_workflow(
+        DocumentAclWorkflow.run,
+        DocumentAclInput(document_id=doc.id, add=principals if add else [], remove=[] if add else principals),
+        id=acl_workflow_id(doc.id, uuid.uuid4().hex[:12]),
+        task_queue=resources.settings.ingest_task_queue,
+    )
+    return ShareResponse(document_id=doc.id, shared_with=result.shared_with)
+
+
+@router.post(
+    "/knowledge-bases/{kb_id}/documents/{doc_id}/shares",
+    operation_id="share_document",
+    response_model=ShareResponse,
+)
+async def share_document(
+    kb_id: str, doc_id: str, body: ShareRequest, principal: PrincipalDep, resources: ResourcesDep
+) -> ShareResponse:
+    return await _change_shares(resources, principal, kb_id, doc_id, body, add=True)
+
+
+@router.delete(
+    "/knowledge-bases/{kb_id}/documents/{doc_id}/shares",
+    operation_id="unshare_document",
+    response_model=ShareResponse,
+)
+async def unshare_document(
+    kb_id: str, doc_id: str, body: ShareRequest, principal: PrincipalDep, resources: ResourcesDep
+) -> ShareResponse:
+    return await _change_shares(resources, principal, kb_id, doc_id, body, add=False)
+
+
+@router.post(
+    "/knowledge-bases/{kb_id}/query", operation_id="query_knowledge_base", response_model=QueryResponse
+)
+async def query_knowledge_base(
+    kb_id: str, body: QueryRequest, principal: PrincipalDep, resources: ResourcesDep
+) -> QueryResponse:
+    """Ranked chunks of this knowledge base that I may read."""
+    if not has_permission(principal, Permission.QUERY_KB):
+        raise ApiError(ErrorCode.FORBIDDEN, "you may not query knowledge bases")
+    await _readable_kb(resources, principal, kb_id)
+    vector = await resources.knowledge.embedder.embed_query(body.query)
+    chunks = await resources.knowledge.index.search(
+        vector,
+        acl=acl_filter(principal, knowledge_base_ids=[kb_id]),
+        top_k=body.top_k,
+        query_text=body.query,
+    )
+    return QueryResponse(results=[QueryResult.model_validate(c.model_dump()) for c in chunks])
+
+
+# ------------------------------------------------------------------ batches
+@router.post(
+    "/knowledge-bases/{kb_id}/ingestions",
+    operation_id="start_ingestion",
+    status_code=202,
+    response_model=BatchAccepted,
+)
+async def start_ingestion(
+    kb_id: str, files: Annotated[list[UploadFile], File()], principal: PrincipalDep, resources: ResourcesDep
+) -> BatchAccepted:
+    kb = await _writable_kb(resources, principal, kb_id)
+    if not files:
+        raise ApiError(ErrorCode.INVALID_REQUEST, "send at least one file")
+    docs = [await _store_document(resources, principal, kb, f) for f in files]
+    batch_id = "batch-" + uuid.uuid4().hex[:20]
+    document_ids = [d.id for d in docs]
+    await resources.knowledge_repo.insert_batch(
+        batch_id=batch_id, kb_id=kb.id, user_id=principal.user_id, document_ids=document_ids
+    )
+    await resources.temporal.start_workflow(
+        BatchIngestWorkflow.run,
+        BatchIngestInput(
+            batch_id=batch_id,
+            document_ids=document_ids,
+            max_concurrency=resources.settings.ingest_batch_concurrency,
+        ),
+        id=batch_workflow_id(batch_id),
+        task_queue=resources.settings.ingest_task_queue,
+        search_attributes=search_attributes.for_kind(user_id=principal.user_id, kind="ingest"),
+    )
+    return BatchAccepted(batch_id=batch_id, document_ids=document_ids)
+
+
+@router.get("/ingestions/{batch_id}", operation_id="get_ingestion", response_model=BatchStatus)
+async def get_ingestion(batch_id: str, principal: PrincipalDep, resources: ResourcesDep) -> BatchStatus:
+    if await resources.knowledge_repo.batch_owner(batch_id) != principal.user_id:
+        raise ApiError(ErrorCode.NOT_FOUND, "ingestion batch not found")
+    handle = resources.temporal.get_workflow_handle_for(BatchIngestWorkflow.run, batch_workflow_id(batch_id))
+    progress = await handle.query(BatchIngestWorkflow.progress)
+    return BatchStatus.model_validate(progress.model_dump())

@@ -1,0 +1,324 @@
+"""Knowledge bases, documents and chunk texts in Postgres.
+
+Every caller-facing read takes the ``AclFilter`` built by
+``core.policy.acl.acl_filter`` and translates it into SQL here (``_acl_sql``),
+so Postgres follows the same rule as Qdrant. A row the caller may not read is
+simply absent. Writes used by ingestion activities are idempotent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from pydantic import BaseModel
+
+from core.ingest.chunking import Chunk
+from core.policy.acl import AclFilter
+
+
+class KnowledgeBaseRecord(BaseModel):
+    id: str
+    name: str
+    description: str
+    owner_type: str
+    owner_id: str
+    created_by: str
+    created_at: datetime
+
+
+class DocumentRecord(BaseModel):
+    id: str
+    kb_id: str
+    title: str
+    filename: str
+    content_type: str | None
+    doc_type: str | None
+    size_bytes: int
+    sha256: str
+    blob_key: str
+    source: str
+    owner_type: str
+    owner_id: str
+    visibility: str
+    shared_with: list[str]
+    status: str
+    error_code: str | None
+    error_message: str | None
+    chunk_count: int
+    page_count: int
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ChunkText(BaseModel):
+    doc_id: str
+    chunk_index: int
+    text: str
+    page: int | None
+    strategy: str
+    heading: str | None
+
+
+class FailedOperationRecord(BaseModel):
+    id: str
+    kind: str
+    resource_id: str
+    workflow_id: str
+    error_code: str
+    error_message: str
+    status: str
+    retry_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+def personal_kb_id(user_id: str) -> str:
+    return "kb-u-" + hashlib.sha256(user_id.encode()).hexdigest()[:24]
+
+
+def _acl_sql(acl: AclFilter, *, first_param: int, alias: str = "d") -> tuple[str, list[Any]]:
+    """The ACL rule as a SQL condition over documents (same rule as the vector filter)."""
+    p = first_param
+    clauses = [
+        f"({alias}.owner_type = 'user' AND {alias}.owner_id = ${p})",
+        f"({alias}.shared_with && ${p + 1}::text[])",
+    ]
+    params: list[Any] = [acl.user_principal, list(acl.shared_principals)]
+    if acl.include_org:
+        clauses.append(f"{alias}.owner_type = 'org'")
+    sql = "(" + " OR ".join(clauses) + ")"
+    if acl.knowledge_base_ids is not None:
+        sql += f" AND {alias}.kb_id = ANY(${p + 2}::text[])"
+        params.append(list(acl.knowledge_base_ids))
+    return sql, params
+
+
+class KnowledgeRepository:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    # ------------------------------------------------------- knowledge bases
+    async def ensure_personal_kb(self, user_id: str) -> KnowledgeBaseRecord:
+        kb_id = personal_kb_id(user_id)
+        await self._pool.execute(
+            "INSERT INTO knowledge_bases (id, name, owner_type, owner_id, created_by)"
+            " VALUES ($1, 'Personal', 'user', $2, $3) ON CONFLICT DO NOTHING",
+            kb_id,
+            f"user:{user_id}",
+            user_id,
+        )
+        record = await self.get_kb(kb_id)
+        assert record is not None
+        return record
+
+    async def create_kb(
+        self, *, name: str, description: str, owner_type: str, owner_id: str, created_by: str
+    ) -> KnowledgeBaseRecord:
+        row = await self._pool.fetchrow(
+            "INSERT INTO knowledge_bases (id, name, description, owner_type, owner_id, created_by)"
+            " VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
+            "kb-" + uuid.uuid4().hex[:24],
+            name,
+            description,
+            owner_type,
+            owner_id,
+            created_by,
+        )
+        return KnowledgeBaseRecord(**dict(row))
+
+    async def get_kb(self, kb_id: str) -> KnowledgeBaseRecord | None:
+        row = await self._pool.fetchrow("SELECT * FROM knowledge_bases WHERE id = $1", kb_id)
+        return KnowledgeBaseRecord(**dict(row)) if row else None
+
+    async def readable_kbs(self, acl: AclFilter) -> list[KnowledgeBaseRecord]:
+        """Org KBs, the caller's own, and those holding a document shared with the caller."""
+        rows = await self._pool.fetch(
+            "SELECT * FROM knowledge_bases k WHERE k.owner_type = 'org'"
+            " OR (k.owner_type = 'user' AND k.owner_id = $1)"
+            " OR EXISTS (SELECT 1 FROM documents d WHERE d.kb_id = k.id AND d.shared_with && $2::text[])"
+            " ORDER BY k.owner_type DESC, k.created_at",
+            acl.user_principal,
+            list(acl.shared_principals),
+        )
+        return [KnowledgeBaseRecord(**dict(r)) for r in rows]
+
+    # ------------------------------------------------------------- documents
+    async def insert_document(self, **fields: Any) -> DocumentRecord:
+        columns = ", ".join(fields)
+        placeholders = ", ".join(f"${i}" for i in range(1, len(fields) + 1))
+        row = await self._pool.fetchrow(
+            f"INSERT INTO documents ({columns}) VALUES ({placeholders}) RETURNING *",  # noqa: S608 - keys are ours
+            *fields.values(),
+        )
+        return DocumentRecord(**dict(row))
+
+    async def readable_document(self, doc_id: str, acl: AclFilter) -> DocumentRecord | None:
+        cond, params = _acl_sql(acl, first_param=2)
+        row = await self._pool.fetchrow(
+            f"SELECT d.* FROM documents d WHERE d.id = $1 AND d.status <> 'deleting' AND {cond}",  # noqa: S608
+            doc_id,
+            *params,
+        )
+        return DocumentRecord(**dict(row)) if row else None
+
+    async def readable_documents(self, acl: AclFilter, *, limit: int = 500) -> list[DocumentRecord]:
+        cond, params = _acl_sql(acl, first_param=1)
+        rows = await self._pool.fetch(
+            f"SELECT d.* FROM documents d WHERE d.status <> 'deleting' AND {cond}"  # noqa: S608
+            f" ORDER BY d.created_at DESC LIMIT {int(limit)}",
+            *params,
+        )
+        return [DocumentRecord(**dict(r)) for r in rows]
+
+    async def document(self, doc_id: str) -> DocumentRecord | None:
+        """System read (activities): no ACL."""
+        row = await self._pool.fetchrow("SELECT * FROM documents WHERE id = $1", doc_id)
+        return DocumentRecord(**dict(row)) if row else None
+
+    async def set_status(self, doc_id: str, status: str) -> None:
+        await self._pool.execute(
+            "UPDATE documents SET status = $2, updated_at = now() WHERE id = $1", doc_id, status
+        )
+
+    async def mark_document(
+        self,
+        doc_id: str,
+        *,
+        status: str,
+        chunk_count: int,
+        page_count: int,
+        doc_type: str | None,
+        title: str | None,
+        error_code: str | None,
+        error_message: str | None,
+    ) -> None:
+        await self._pool.execute(
+            "UPDATE documents SET status = $2, chunk_count = $3, page_count = $4,"
+            " doc_type = COALESCE($5, doc_type), title = COALESCE($6, title), error_code = $7,"
+            " error_message = $8, updated_at = now() WHERE id = $1 AND status <> 'deleting'",
+            doc_id,
+            status,
+            chunk_count,
+            page_count,
+            doc_type,
+            title,
+            error_code,
+            error_message,
+        )
+
+    async def change_shares(self, doc_id: str, *, add: Sequence[str], remove: Sequence[str]) -> list[str]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            current = await conn.fetchval(
+                "SELECT shared_with FROM documents WHERE id = $1 FOR UPDATE", doc_id
+            )
+            if current is None:
+                return []
+            shared = sorted((set(current) | set(add)) - set(remove))
+            await conn.execute(
+                "UPDATE documents SET shared_with = $2, visibility = $3, updated_at = now() WHERE id = $1",
+                doc_id,
+                shared,
+                "shared" if shared else "private",
+            )
+            return shared
+
+    async def delete_document(self, doc_id: str) -> None:
+        await self._pool.execute("DELETE FROM documents WHERE id = $1", doc_id)
+
+    # ---------------------------------------------------------------- chunks
+    async def replace_chunks(self, doc_id: str, chunks: Sequence[Chunk]) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM document_chunks WHERE doc_id = $1", doc_id)
+            await conn.copy_records_to_table(
+                "document_chunks",
+                records=[(doc_id, c.index, c.text, c.page, c.strategy, c.heading) for c in chunks],
+                columns=["doc_id", "chunk_index", "text", "page", "strategy", "heading"],
+            )
+
+    async def chunks(self, doc_id: str, *, start: int, limit: int) -> list[ChunkText]:
+        rows = await self._pool.fetch(
+            "SELECT * FROM document_chunks WHERE doc_id = $1 AND chunk_index >= $2"
+            " ORDER BY chunk_index LIMIT $3",
+            doc_id,
+            start,
+            limit,
+        )
+        return [ChunkText(**dict(r)) for r in rows]
+
+    async def chunk_texts(self, refs: Sequence[tuple[str, int]]) -> dict[tuple[str, int], ChunkText]:
+        if not refs:
+            return {}
+        rows = await self._pool.fetch(
+            "SELECT c.* FROM document_chunks c JOIN unnest($1::text[], $2::int[]) AS r(doc_id, idx)"
+            " ON c.doc_id = r.doc_id AND c.chunk_index = r.idx",
+            [d for d, _ in refs],
+            [i for _, i in refs],
+        )
+        return {(r["doc_id"], r["chunk_index"]): ChunkText(**dict(r)) for r in rows}
+
+    # ------------------------------------------------------------- batches
+    async def insert_batch(self, *, batch_id: str, kb_id: str, user_id: str, document_ids: list[str]) -> None:
+        await self._pool.execute(
+            "INSERT INTO ingestion_batches (id, kb_id, user_id, document_ids) VALUES ($1, $2, $3, $4)",
+            batch_id,
+            kb_id,
+            user_id,
+            document_ids,
+        )
+
+    async def batch_owner(self, batch_id: str) -> str | None:
+        owner: str | None = await self._pool.fetchval(
+            "SELECT user_id FROM ingestion_batches WHERE id = $1", batch_id
+        )
+        return owner
+
+    # ------------------------------------------------------ failed operations
+    async def record_failure(
+        self, *, kind: str, resource_id: str, workflow_id: str, error_code: str, error_message: str
+    ) -> None:
+        await self._pool.execute(
+            "INSERT INTO failed_operations (id, kind, resource_id, workflow_id, error_code, error_message)"
+            " VALUES ($1, $2, $3, $4, $5, $6)"
+            " ON CONFLICT (kind, resource_id) WHERE status = 'open' DO UPDATE"
+            " SET error_code = EXCLUDED.error_code, error_message = EXCLUDED.error_message,"
+            " updated_at = now()",
+            "fop-" + uuid.uuid4().hex[:24],
+            kind,
+            resource_id,
+            workflow_id,
+            error_code,
+            error_message,
+        )
+
+    async def resolve_failures(self, *, kind: str, resource_id: str) -> None:
+        await self._pool.execute(
+            "UPDATE failed_operations SET status = 'resolved', updated_at = now()"
+            " WHERE kind = $1 AND resource_id = $2 AND status <> 'resolved'",
+            kind,
+            resource_id,
+        )
+
+    async def failed_operations(self, *, status: str | None = "open") -> list[FailedOperationRecord]:
+        rows = await self._pool.fetch(
+            "SELECT * FROM failed_operations WHERE ($1::text IS NULL OR status = $1)"
+            " ORDER BY created_at DESC",
+            status,
+        )
+        return [FailedOperationRecord(**dict(r)) for r in rows]
+
+    async def failed_operation(self, op_id: str) -> FailedOperationRecord | None:
+        row = await self._pool.fetchrow("SELECT * FROM failed_operations WHERE id = $1", op_id)
+        return FailedOperationRecord(**dict(row)) if row else None
+
+    async def mark_retried(self, op_id: str) -> None:
+        await self._pool.execute(
+            "UPDATE failed_operations SET status = 'retried', retry_count = retry_count + 1,"
+            " updated_at = now() WHERE id = $1",
+            op_id,
+        )

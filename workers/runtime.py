@@ -1,0 +1,29 @@
+"""Run every worker of this process: chat and ingest task queues, one set of clients."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from temporalio.client import Client
+
+from infra.knowledge import KnowledgeServices
+from infra.settings import Settings
+from workers.chat_worker import build_chat_worker, chat_activities
+from workers.ingest_worker import build_ingest_worker, ingest_activities
+
+
+@asynccontextmanager
+async def running_workers(
+    client: Client, settings: Settings, knowledge: KnowledgeServices
+) -> AsyncIterator[None]:
+    if settings.embedding_provider == "local":
+        # Load the embedding model before polling, so no activity pays for the cold start.
+        await knowledge.embedder.ensure_dimension()
+    async with (
+        chat_activities(settings, knowledge) as chat,
+        ingest_activities(settings, knowledge) as ingest,
+        build_chat_worker(client, settings, chat),
+        build_ingest_worker(client, settings, ingest),
+    ):
+        yield

@@ -1,0 +1,54 @@
+"""BatchIngestWorkflow (id ``batch-{batch_id}``): ingests many documents as child
+IngestDocumentWorkflows with bounded concurrency; progress is a Query."""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio import workflow
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from core.models.ingest import BatchIngestInput, BatchProgress, IngestDocumentInput, IngestDocumentOutput
+    from core.names import ingest_workflow_id
+    from workflows.ingest_document import IngestDocumentWorkflow
+
+
+@workflow.defn
+class BatchIngestWorkflow:
+    @workflow.init
+    def __init__(self, inp: BatchIngestInput) -> None:
+        self._input = inp
+        self._results: dict[str, IngestDocumentOutput] = {}
+
+    @workflow.run
+    async def run(self, inp: BatchIngestInput) -> BatchProgress:
+        limit = asyncio.Semaphore(inp.max_concurrency)
+
+        async def ingest(document_id: str) -> None:
+            async with limit:
+                result = await workflow.execute_child_workflow(
+                    IngestDocumentWorkflow.run,
+                    IngestDocumentInput(document_id=document_id),
+                    id=ingest_workflow_id(document_id),
+                    parent_close_policy=ParentClosePolicy.ABANDON,
+                )
+                self._results[document_id] = result
+
+        await asyncio.gather(*(ingest(d) for d in inp.document_ids))
+        return self.progress()
+
+    @workflow.query
+    def progress(self) -> BatchProgress:
+        results = self._results.values()
+        failed = [r.document_id for r in results if r.status == "failed"]
+        total = len(self._input.document_ids)
+        return BatchProgress(
+            batch_id=self._input.batch_id,
+            total=total,
+            processing=total - len(self._results),
+            ready=sum(1 for r in results if r.status == "ready"),
+            failed=len(failed),
+            done=len(self._results) == total,
+            failed_document_ids=failed,
+        )

@@ -1,0 +1,71 @@
+"""IngestDocumentWorkflow (id ``ingest-{document_id}``): parse → chunk → embed →
+upsert with the ACL payload → mark ready. A failure marks the document failed
+with its reason and lands in the failed-operations view, from which an admin
+retries it (a new run with the same id)."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows import activity_presets
+
+with workflow.unsafe.imports_passed_through():
+    from activities.ingest import IngestActivities
+    from core.errors import ErrorCode
+    from core.models.ingest import IngestDocumentInput, IngestDocumentOutput, MarkDocumentInput
+
+
+@workflow.defn
+class IngestDocumentWorkflow:
+    @workflow.run
+    async def run(self, inp: IngestDocumentInput) -> IngestDocumentOutput:
+        workflow_id = workflow.info().workflow_id
+        try:
+            parsed = await workflow.execute_activity_method(
+                IngestActivities.parse_document, inp, **activity_presets.PARSE
+            )
+            await workflow.execute_activity_method(
+                IngestActivities.index_chunks, inp, **activity_presets.INDEX
+            )
+        except ActivityError as err:
+            code, message = _failure(err)
+            if code == ErrorCode.DOCUMENT_NOT_FOUND:
+                return IngestDocumentOutput(document_id=inp.document_id, status="deleted")
+            await workflow.execute_activity_method(
+                IngestActivities.mark_document,
+                MarkDocumentInput(
+                    document_id=inp.document_id,
+                    status="failed",
+                    error_code=code,
+                    error_message=message,
+                    workflow_id=workflow_id,
+                ),
+                **activity_presets.DATABASE,
+            )
+            return IngestDocumentOutput(
+                document_id=inp.document_id, status="failed", error_code=code, error_message=message
+            )
+        await workflow.execute_activity_method(
+            IngestActivities.mark_document,
+            MarkDocumentInput(
+                document_id=inp.document_id,
+                status="ready",
+                chunk_count=parsed.chunk_count,
+                page_count=parsed.page_count,
+                doc_type=parsed.doc_type,
+                title=parsed.title,
+                workflow_id=workflow_id,
+            ),
+            **activity_presets.DATABASE,
+        )
+        return IngestDocumentOutput(
+            document_id=inp.document_id, status="ready", chunk_count=parsed.chunk_count
+        )
+
+
+def _failure(err: ActivityError) -> tuple[str, str]:
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.type:
+        return cause.type, cause.message
+    return ErrorCode.UPSTREAM_UNAVAILABLE, "ingestion could not finish; retry it from the failed operations"
