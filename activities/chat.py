@@ -9,6 +9,7 @@ so a crashed worker's attempt is retried within the heartbeat timeout.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import structlog
@@ -54,6 +55,8 @@ RETRIEVAL_UNAVAILABLE_NOTE = (
     "(Knowledge search is unavailable right now, so this answer does not use your documents.)\n\n"
 )
 _SNIPPET_CHARS = 300
+#: Deltas arriving within this window are sent as one event (fewer Redis writes, same text).
+_DELTA_FLUSH_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,7 @@ class ChatActivities:
     @activity.defn
     async def retrieve(self, inp: RetrieveInput) -> RetrieveResult:
         """Search what the user may read (the ACL filter from core.policy.acl) for this turn."""
-        query = await self._repo.user_message(inp.turn_id)
+        query = inp.query or await self._repo.user_message(inp.turn_id)
         if not query:
             return RetrieveResult()
         principal = Principal(user_id=inp.user_id, groups=tuple(inp.groups))
@@ -132,6 +135,11 @@ class ChatActivities:
     async def call_llm(self, inp: LlmCallInput) -> LlmCallResult:
         info = activity.info()
         bound = log.bind(session_id=inp.session_id, turn_id=inp.turn_id, attempt=info.attempt)
+        if info.attempt == 1 and not inp.restream:
+            for citation in inp.context:
+                await self._events.publish(
+                    inp.turn_id, "citation", {"turn_id": inp.turn_id, **citation.model_dump()}
+                )
         if info.attempt > 1 or inp.restream:
             # Clients drop the partial text of this step; this call streams it anew.
             reason = "retry" if info.attempt > 1 else "fallback"
@@ -146,14 +154,24 @@ class ChatActivities:
         if inp.retrieval_unavailable:
             parts.append(RETRIEVAL_UNAVAILABLE_NOTE)
             await self._delta(inp, RETRIEVAL_UNAVAILABLE_NOTE)
+        pending: list[str] = []
+        flushed_at = 0.0  # the first delta goes out at once (time to first token)
         try:
             stream = self._model.stream(messages, model=inp.model_override)
             async for update in stream:
                 text = update.text
-                if text:
-                    parts.append(text)
-                    await self._delta(inp, text)
-                activity.heartbeat(len(parts))
+                if not text:
+                    continue
+                parts.append(text)
+                pending.append(text)
+                now = time.monotonic()
+                if now - flushed_at >= _DELTA_FLUSH_S:
+                    await self._delta(inp, "".join(pending))
+                    pending.clear()
+                    flushed_at = now
+                    activity.heartbeat(len(parts))
+            if pending:
+                await self._delta(inp, "".join(pending))
             final = await stream.get_final_response()
         except Exception as exc:
             error = from_llm_failure(exc)

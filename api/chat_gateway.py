@@ -96,6 +96,7 @@ async def start_turn(
     message: str,
     turn_id: str,
     knowledge_base_ids: list[str] | None = None,
+    search_knowledge: bool = True,
 ) -> WorkflowUpdateHandle[TurnResult]:
     """Deliver a user message; returns once the workflow has accepted it."""
     request = TurnRequest(
@@ -105,6 +106,7 @@ async def start_turn(
         submitted_at=datetime.now(UTC),
         knowledge_base_ids=knowledge_base_ids or [],
         groups=list(principal.groups),
+        search_knowledge=search_knowledge,
     )
     for attempt in range(1, _START_ATTEMPTS + 1):
         try:

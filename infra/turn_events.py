@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from core.names import turn_stream_key
 
 TERMINAL_EVENTS = frozenset({"turn.completed", "error"})
+_EXPIRY_EVENTS = TERMINAL_EVENTS | {"turn.started", "message.reset"}
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,14 @@ class TurnEventStream:
         self._ttl_s = ttl_s
 
     async def publish(self, turn_id: str, event: str, data: dict[str, Any]) -> str:
+        """Append an event. The stream's expiry is set by the first and the terminal events
+        (a turn streams for minutes at most; its stream lives ``ttl_s`` after it ends)."""
         key = turn_stream_key(turn_id)
+        fields = {"event": event, "data": json.dumps(data, separators=(",", ":"))}
+        if event not in _EXPIRY_EVENTS:
+            return str(await self._redis.xadd(key, fields))  # type: ignore[arg-type]
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.xadd(key, {"event": event, "data": json.dumps(data, separators=(",", ":"))})
+            pipe.xadd(key, fields)  # type: ignore[arg-type]
             pipe.expire(key, self._ttl_s)
             entry_id, _ = await pipe.execute()
         return str(entry_id)

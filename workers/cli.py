@@ -1,4 +1,4 @@
-"""The ``keel`` command: ``keel dev | api | worker | migrate``."""
+"""The ``keel`` command: ``keel dev | api | worker | migrate | kb``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from infra.logging import configure_logging
 from infra.settings import Settings
+from workers.kb_cli import add_kb_parser, run_kb
 
 
 def _settings() -> Settings:
@@ -26,6 +27,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     sub.add_parser("api", help="run the API server")
     sub.add_parser("worker", help="run the chat worker")
     sub.add_parser("migrate", help="apply database migrations")
+    add_kb_parser(sub)
     args = parser.parse_args(argv)
 
     settings = _settings()
@@ -50,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise SystemExit(2)
         applied = asyncio.run(apply_migrations(settings.database_url))
         sys.stdout.write(f"applied: {', '.join(applied) or 'nothing (up to date)'}\n")
+    elif args.command == "kb":
+        raise SystemExit(run_kb(args, settings))
 
 
 if __name__ == "__main__":

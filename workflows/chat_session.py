@@ -5,7 +5,8 @@ finished turn. Turns run one at a time in arrival order. The workflow ends
 after an idle timeout (a new message restarts it with update-with-start), on
 ``delete``, and continues-as-new when Temporal suggests it, carrying a summary.
 
-Path of a turn: ``begin_turn`` (persist the user message) → ``call_llm``
+Path of a turn: ``begin_turn`` (persist the user message) with ``retrieve``
+(knowledge search, concurrently) → ``call_llm``
 (stream the model's answer into Redis) → ``complete_turn`` (persist the answer,
 publish ``turn.completed``). All I/O is in :mod:`activities.chat`.
 """
@@ -13,7 +14,9 @@ publish ``turn.completed``). All I/O is in :mod:`activities.chat`.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
@@ -46,8 +49,13 @@ with workflow.unsafe.imports_passed_through():
         TurnResult,
     )
 
+ActivitiesT = TypeVar("ActivitiesT")
+InputT = TypeVar("InputT")
+
 #: How many recent turn ids a run remembers to refuse replays of a finished turn.
 _RECENT_TURNS = 64
+#: Knowledge search reads the start of the message only.
+_QUERY_CHARS = 2000
 
 
 @workflow.defn
@@ -169,7 +177,7 @@ class ChatSessionWorkflow:
         inp = self._input
         self._active_turn_id = req.turn_id
         try:
-            await workflow.execute_activity_method(
+            begin = self._write(
                 ChatActivities.begin_turn,
                 BeginTurnInput(
                     session_id=inp.session_id,
@@ -178,16 +186,15 @@ class ChatSessionWorkflow:
                     message=req.message,
                     agent=inp.agent,
                 ),
-                **activity_presets.DATABASE,
             )
-            citations, retrieval_failed = await self._retrieve(req)
+            # Persisting the message and searching knowledge are independent: run them together.
+            _, (citations, retrieval_failed) = await asyncio.gather(begin, self._retrieve(req))
             result = await self._model_answer(req.turn_id, citations, retrieval_failed=retrieval_failed)
-            await workflow.execute_activity_method(
+            await self._write(
                 ChatActivities.complete_turn,
                 CompleteTurnInput(
                     session_id=inp.session_id, user_id=inp.user_id, turn_id=req.turn_id, result=result
                 ),
-                **activity_presets.DATABASE,
             )
         finally:
             self._active_turn_id = None
@@ -195,9 +202,17 @@ class ChatSessionWorkflow:
         self._remember(result)
         return result
 
+    async def _write(self, activity: Callable[[ActivitiesT, InputT], Awaitable[None]], arg: InputT) -> None:
+        """A short idempotent Postgres write. Runs as a local activity (no task-queue round
+        trip; retried by the same RetryPolicy) in runs that started with this change."""
+        if workflow.patched("local-db-writes"):
+            await workflow.execute_local_activity_method(activity, arg, **activity_presets.DATABASE)
+        else:
+            await workflow.execute_activity_method(activity, arg, **activity_presets.DATABASE)
+
     async def _retrieve(self, req: TurnRequest) -> tuple[list[Citation], bool]:
         """Knowledge search for this turn; (citations, whether the search failed)."""
-        if not workflow.patched("turn-retrieval"):
+        if not workflow.patched("turn-retrieval") or not req.search_knowledge:
             return [], False
         inp = self._input
         try:
@@ -207,6 +222,7 @@ class ChatSessionWorkflow:
                     session_id=inp.session_id,
                     turn_id=req.turn_id,
                     user_id=inp.user_id,
+                    query=req.message[:_QUERY_CHARS],
                     groups=req.groups,
                     knowledge_base_ids=req.knowledge_base_ids,
                 ),

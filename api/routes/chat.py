@@ -18,6 +18,7 @@ from api.turn_stream import relay_turn
 from core.errors import ErrorCode
 from core.models.chat import TurnResult
 from core.models.principal import Principal
+from core.policy.acl import acl_filter
 
 router = APIRouter(prefix="/api/v1/chat", tags=["chat"])
 
@@ -44,6 +45,12 @@ def _check_message(resources: ApiResources, message: str) -> None:
         )
 
 
+async def _has_knowledge(resources: ApiResources, principal: Principal, kb_ids: list[str] | None) -> bool:
+    return await resources.knowledge_repo.any_readable_ready(
+        acl_filter(principal, knowledge_base_ids=kb_ids or None)
+    )
+
+
 def _response(result: TurnResult) -> ChatResponse:
     return ChatResponse.model_validate(result.model_dump())
 
@@ -61,6 +68,7 @@ async def chat(body: ChatRequest, principal: PrincipalDep, resources: ResourcesD
         message=body.message,
         turn_id=chat_gateway.new_turn_id(),
         knowledge_base_ids=body.knowledge_base_ids,
+        search_knowledge=await _has_knowledge(resources, principal, body.knowledge_base_ids),
     )
     result = await chat_gateway.turn_result(handle, timeout_s=resources.settings.request_timeout_s)
     return _response(result)
@@ -91,8 +99,11 @@ async def chat_stream(
         message=body.message,
         turn_id=turn_id,
         knowledge_base_ids=body.knowledge_base_ids,
+        search_knowledge=await _has_knowledge(resources, principal, body.knowledge_base_ids),
     )
     result_task = asyncio.ensure_future(handle.result())
+    # The relay may stop waiting early; the outcome is then read here so it is never left unretrieved.
+    result_task.add_done_callback(lambda t: None if t.cancelled() else t.exception())
 
     async def finished_turn() -> TurnResult | None:
         if not result_task.done() or result_task.cancelled() or result_task.exception() is not None:

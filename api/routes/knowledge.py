@@ -48,6 +48,7 @@ from workflows.ingest_document import IngestDocumentWorkflow
 router = APIRouter(prefix="/api/v1", tags=["knowledge"])
 
 _READ_CHUNK = 1024 * 1024
+_MAX_BATCH_FILES = 100
 
 
 def _kb_view(kb: KnowledgeBaseRecord, principal: Principal) -> KnowledgeBaseView:
@@ -116,9 +117,8 @@ async def _read_upload(resources: ApiResources, upload: UploadFile) -> bytes:
 
 
 async def _store_document(
-    resources: ApiResources, principal: Principal, kb: KnowledgeBaseRecord, upload: UploadFile
+    resources: ApiResources, principal: Principal, kb: KnowledgeBaseRecord, upload: UploadFile, data: bytes
 ) -> DocumentRecord:
-    data = await _read_upload(resources, upload)
     doc_id = "doc-" + uuid.uuid4().hex[:24]
     filename = (upload.filename or "document").replace("/", "_").replace("\\", "_")[:255] or "document"
     blob_key = f"documents/{doc_id}"
@@ -174,7 +174,7 @@ async def upload_document(
     kb_id: str, file: Annotated[UploadFile, File()], principal: PrincipalDep, resources: ResourcesDep
 ) -> DocumentAccepted:
     kb = await _writable_kb(resources, principal, kb_id)
-    doc = await _store_document(resources, principal, kb, file)
+    doc = await _store_document(resources, principal, kb, file, await _read_upload(resources, file))
     await _start_ingest(resources, principal, doc.id)
     return DocumentAccepted(document_id=doc.id, status="processing")
 
@@ -281,7 +281,14 @@ async def start_ingestion(
     kb = await _writable_kb(resources, principal, kb_id)
     if not files:
         raise ApiError(ErrorCode.INVALID_REQUEST, "send at least one file")
-    docs = [await _store_document(resources, principal, kb, f) for f in files]
+    if len(files) > _MAX_BATCH_FILES:
+        raise ApiError(ErrorCode.INVALID_REQUEST, f"send at most {_MAX_BATCH_FILES} files per request")
+    # Every file is read (and size-checked) before any is stored: a refused batch leaves nothing behind.
+    contents = [await _read_upload(resources, f) for f in files]
+    docs = [
+        await _store_document(resources, principal, kb, f, data)
+        for f, data in zip(files, contents, strict=True)
+    ]
     batch_id = "batch-" + uuid.uuid4().hex[:20]
     document_ids = [d.id for d in docs]
     await resources.knowledge_repo.insert_batch(

@@ -57,6 +57,8 @@ class TurnRequest(BaseModel):
     knowledge_base_ids: list[str] = Field(default_factory=list)
     #: The caller's group ids at request time (the ACL principal set is computed per turn).
     groups: list[str] = Field(default_factory=list, max_length=500)
+    #: False when the caller can read no document at all: the turn skips knowledge search.
+    search_knowledge: bool = True
 
 
 class Citation(BaseModel):
@@ -138,6 +140,8 @@ class RetrieveInput(BaseModel):
     session_id: str
     turn_id: str
     user_id: str
+    #: The search text: the start of the user message (embedding models read ~256 tokens).
+    query: str = ""
     groups: list[str] = Field(default_factory=list)
     knowledge_base_ids: list[str] = Field(default_factory=list)
 

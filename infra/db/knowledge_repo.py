@@ -176,6 +176,15 @@ class KnowledgeRepository:
         )
         return [DocumentRecord(**dict(r)) for r in rows]
 
+    async def any_readable_ready(self, acl: AclFilter) -> bool:
+        """Whether the caller can read at least one ready document (else chat skips the search)."""
+        cond, params = _acl_sql(acl, first_param=1)
+        found: bool = await self._pool.fetchval(
+            f"SELECT EXISTS (SELECT 1 FROM documents d WHERE d.status = 'ready' AND {cond})",  # noqa: S608
+            *params,
+        )
+        return found
+
     async def document(self, doc_id: str) -> DocumentRecord | None:
         """System read (activities): no ACL."""
         row = await self._pool.fetchrow("SELECT * FROM documents WHERE id = $1", doc_id)

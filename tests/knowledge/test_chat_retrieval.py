@@ -70,9 +70,14 @@ async def test_retrieval_only_mode_without_a_model(settings: Settings, temporal_
 async def test_chat_answers_without_knowledge_when_qdrant_is_down(
     settings: Settings, temporal_client: Client, llm: FakeOpenAI
 ) -> None:
+    async with running_platform(settings, temporal_client) as platform:
+        user = await platform.auth("rag-down")
+        kb = (await _kb_ids(platform, user))["personal"]
+        doc_id = await upload(platform, user, kb, "handbook.txt", HANDBOOK.encode())
+        assert (await wait_settled(platform, user, kb, doc_id))["status"] == "ready"
+    # The same platform, but its vector store is unreachable.
     broken = settings.model_copy(update={"qdrant_url": "http://127.0.0.1:1"})
     async with running_platform(broken, temporal_client) as platform:
-        user = await platform.auth("rag-down")
         body = (await platform.http.post("/api/v1/chat", json={"message": "hello?"}, headers=user)).json()
     assert body["status"] == "completed"
     assert body["notice"] == "retrieval_unavailable"

@@ -280,3 +280,18 @@ async def test_batch_ingestion_reports_progress(platform: RunningApi) -> None:
     assert (
         await platform.http.get(f"/api/v1/ingestions/{batch['batch_id']}", headers=other)
     ).status_code == 404
+
+
+async def test_a_refused_batch_stores_nothing(platform: RunningApi) -> None:
+    owner = await platform.auth("kb-batch-refused")
+    kb = (await _kb_ids(platform, owner))["personal"]
+    limit = platform.settings.ingest_max_file_bytes
+    files = [
+        ("files", ("fine.txt", HANDBOOK.encode(), "text/plain")),
+        ("files", ("huge.txt", b"x" * (limit + 1), "text/plain")),
+    ]
+    resp = await platform.http.post(f"/api/v1/knowledge-bases/{kb}/ingestions", files=files, headers=owner)
+    assert resp.status_code == 413
+    assert resp.json()["error"]["code"] == "file_too_large"
+    listing = (await platform.http.get(f"/api/v1/knowledge-bases/{kb}/documents", headers=owner)).json()
+    assert listing["documents"] == []
