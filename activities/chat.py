@@ -9,11 +9,13 @@ so a crashed worker's attempt is retried within the heartbeat timeout.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
-from agent_framework import Message
+from agent_framework import ChatResponse, Content, Message
 from temporalio import activity
 
 from core.errors import ErrorCode, KeelError
@@ -29,9 +31,11 @@ from core.models.chat import (
     Usage,
 )
 from core.models.principal import Principal
+from core.models.tools import ToolCallRequest, ToolStepInput
 from core.policy.acl import acl_filter
-from infra.db.chat_repo import ChatRepository
+from infra.db.chat_repo import ChatRepository, MessageRecord
 from infra.db.knowledge_repo import KnowledgeRepository
+from infra.db.tools_repo import ToolsRepository
 from infra.knowledge import KnowledgeServices
 from infra.llm import ChatModel
 from infra.turn_events import TurnEventStream
@@ -76,6 +80,7 @@ class ChatActivities:
         prompt: PromptConfig,
         knowledge: KnowledgeServices,
         knowledge_repo: KnowledgeRepository,
+        tools_repo: ToolsRepository,
     ) -> None:
         self._repo = repo
         self._events = events
@@ -83,6 +88,7 @@ class ChatActivities:
         self._prompt = prompt
         self._knowledge = knowledge
         self._knowledge_repo = knowledge_repo
+        self._tools_repo = tools_repo
 
     @activity.defn
     async def begin_turn(self, inp: BeginTurnInput) -> None:
@@ -150,6 +156,7 @@ class ChatActivities:
             return await self._without_model(inp)
 
         messages = await self._render_prompt(inp)
+        tool_schemas = await self._tools_repo.schemas(inp.tool_names) if inp.tool_names else []
         parts: list[str] = []
         if inp.retrieval_unavailable:
             parts.append(RETRIEVAL_UNAVAILABLE_NOTE)
@@ -157,7 +164,7 @@ class ChatActivities:
         pending: list[str] = []
         flushed_at = 0.0  # the first delta goes out at once (time to first token)
         try:
-            stream = self._model.stream(messages, model=inp.model_override)
+            stream = self._model.stream(messages, model=inp.model_override, tools=tool_schemas)
             async for update in stream:
                 text = update.text
                 if not text:
@@ -178,7 +185,9 @@ class ChatActivities:
             bound.warning("llm.call_failed", error_type=error.type, error=str(exc)[:500])
             raise error from exc
         content = "".join(parts) or final.text
-        if not content.strip():
+        # Every call the model makes is reported, offered or not: the workflow's policy decides.
+        tool_calls = _tool_calls(final)
+        if not content.strip() and not tool_calls:
             raise from_llm_failure(ValueError("empty completion"))
         usage = final.usage_details or {}
         bound.info("llm.call_completed", chars=len(content), finish_reason=str(final.finish_reason))
@@ -190,6 +199,17 @@ class ChatActivities:
                 prompt_tokens=int(usage.get("input_token_count") or 0),
                 completion_tokens=int(usage.get("output_token_count") or 0),
             ),
+            tool_calls=tool_calls,
+        )
+
+    @activity.defn
+    async def record_tool_step(self, inp: ToolStepInput) -> None:
+        await self._repo.record_tool_step(
+            session_id=inp.session_id,
+            turn_id=inp.turn_id,
+            step=inp.step,
+            calls=[c.model_dump(mode="json") for c in inp.calls],
+            results=[r.model_dump(mode="json") for r in inp.results],
         )
 
     @activity.defn
@@ -257,7 +277,7 @@ class ChatActivities:
                 "\n\nKnowledge search is unavailable for this answer; do not claim to have read documents."
             )
         messages = [Message("system", [system])]
-        messages.extend(Message(m.role, [m.content]) for m in history if m.role in ("user", "assistant"))
+        messages.extend(_transcript_messages(history))
         return messages
 
     async def _delta(self, inp: LlmCallInput, text: str) -> None:
@@ -269,3 +289,54 @@ class ChatActivities:
 def _snippet(text: str) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= _SNIPPET_CHARS else flat[: _SNIPPET_CHARS - 1] + "…"
+
+
+def _transcript_messages(history: list[MessageRecord]) -> list[Message]:
+    """Stored transcript → model messages, tool calls and results included."""
+    out: list[Message] = []
+    for m in history:
+        if m.role == "user":
+            out.append(Message("user", [m.content]))
+        elif m.role == "assistant" and m.metadata.get("tool_calls"):
+            calls = [
+                Content.from_function_call(
+                    call_id=c["call_id"], name=c["name"], arguments=c.get("arguments") or {}
+                )
+                for c in m.metadata["tool_calls"]
+            ]
+            out.append(Message("assistant", calls))
+        elif m.role == "assistant":
+            out.append(Message("assistant", [m.content]))
+        elif m.role == "tool" and out:  # a result whose call fell outside the window is dropped
+            out.append(
+                Message(
+                    "tool", [Content.from_function_result(call_id=m.metadata["call_id"], result=m.content)]
+                )
+            )
+    while out and out[0].role == "tool":
+        out.pop(0)
+    return out
+
+
+def _tool_calls(final: ChatResponse[Any]) -> list[ToolCallRequest]:
+    calls: list[ToolCallRequest] = []
+    for message in final.messages:
+        for content in message.contents:
+            if content.type != "function_call":
+                continue
+            raw = content.arguments
+            if isinstance(raw, str):
+                try:
+                    parsed = json.loads(raw) if raw.strip() else {}
+                except json.JSONDecodeError:
+                    parsed = {"_unparsed": raw[:2000]}
+            else:
+                parsed = dict(raw or {})
+            if not isinstance(parsed, dict):
+                parsed = {"_value": parsed}
+            calls.append(
+                ToolCallRequest(
+                    call_id=content.call_id or f"call-{len(calls)}", name=content.name or "", arguments=parsed
+                )
+            )
+    return calls

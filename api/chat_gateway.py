@@ -63,6 +63,8 @@ def _start_operation(
                 max_message_chars=settings.chat_max_message_chars,
                 max_request_age_s=settings.chat_max_request_age_s,
                 max_queued_turns=settings.chat_max_queued_turns,
+                approval_timeout_s=settings.tool_approval_timeout_s,
+                max_tool_steps=settings.tool_max_steps,
             ),
         ),
         id=chat_workflow_id(session_id),

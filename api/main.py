@@ -16,7 +16,7 @@ from prometheus_client import make_asgi_app
 
 from api.errors import install_error_handlers
 from api.middleware import RequestIdMiddleware
-from api.routes import admin, auth, chat, health, sessions
+from api.routes import admin, auth, chat, health, sessions, tools
 from api.routes import knowledge as knowledge_routes
 from api.schemas import ERROR_RESPONSES
 from api.state import ApiResources
@@ -83,7 +83,7 @@ def create_app(settings: Settings, *, knowledge: KnowledgeServices | None = None
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
-    for module in (auth, chat, sessions, knowledge_routes, admin):
+    for module in (auth, chat, sessions, knowledge_routes, admin, tools):
         app.include_router(module.router, responses=ERROR_RESPONSES)
     app.mount("/metrics", make_asgi_app())
     return app

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.models.chat import AssistantMessage, TurnError, TurnStatus, Usage
+from core.models.tools import ApprovalView, ToolCallRecord
 
 
 class _Request(BaseModel):
@@ -39,8 +40,8 @@ class ChatResponse(BaseModel):
     turn_id: str
     status: TurnStatus
     message: AssistantMessage
-    tool_calls: list[dict[str, object]] = Field(default_factory=list)
-    approvals: list[dict[str, object]] = Field(default_factory=list)
+    tool_calls: list[ToolCallRecord] = Field(default_factory=list)
+    approvals: list[ApprovalView] = Field(default_factory=list)
     usage: Usage = Field(default_factory=Usage)
     model: str | None = None
     error: TurnError | None = None

@@ -40,6 +40,7 @@ async def relay_turn(
     after: str = "0-0",
     finished_turn: FinishedTurn,
     timeout_s: float,
+    stop_at_approval: bool = True,
 ) -> AsyncIterator[ServerSentEvent]:
     deadline = time.monotonic() + timeout_s
     last = after
@@ -48,12 +49,12 @@ async def relay_turn(
         for event in batch:
             last = event.id
             yield ServerSentEvent(data=json.dumps(event.data), event=event.event, id=event.id)
-            if event.terminal:
+            if event.terminal or (event.pauses and stop_at_approval):
                 return
         if batch:
             continue
         finished = await finished_turn()
-        if finished is not None:
+        if finished is not None and finished.status != "awaiting_approval":
             # Drain what may have landed since the last read, then end with the result.
             for event in await events.read(turn_id, after=last):
                 yield ServerSentEvent(data=json.dumps(event.data), event=event.event, id=event.id)

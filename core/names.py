@@ -42,3 +42,7 @@ def delete_workflow_id(document_id: str) -> str:
 
 def acl_workflow_id(document_id: str, request_id: str) -> str:
     return f"acl-{document_id}-{request_id}"
+
+
+def tool_discovery_workflow_id(server_id: str) -> str:
+    return f"tools-{server_id}"

@@ -80,14 +80,23 @@ class ChatModel:
         self.model_name = settings.llm_model_name
         self._client: OpenAIChatCompletionClient[Any] | None = None
         if self._sdk is not None:
-            self._client = OpenAIChatCompletionClient(model=self.model_name, async_client=self._sdk)
+            # The tool loop lives in the chat workflow: the client only reports tool calls.
+            self._client = OpenAIChatCompletionClient(
+                model=self.model_name,
+                async_client=self._sdk,
+                function_invocation_configuration={"enabled": False},
+            )
 
     @property
     def configured(self) -> bool:
         return self._client is not None
 
     def stream(
-        self, messages: Sequence[Message], *, model: str | None = None
+        self,
+        messages: Sequence[Message],
+        *,
+        model: str | None = None,
+        tools: Sequence[dict[str, Any]] = (),
     ) -> ResponseStream[ChatResponseUpdate, ChatResponse[Any]]:
         if self._client is None:
             raise KeelError(ErrorCode.LLM_NOT_CONFIGURED, "no model is configured")
@@ -96,6 +105,8 @@ class ChatModel:
             options["model"] = model
         if self._settings.llm_temperature is not None:
             options["temperature"] = self._settings.llm_temperature
+        if tools:
+            options["tools"] = list(tools)
         return self._client.get_response(messages, stream=True, options=options)
 
     async def aclose(self) -> None:

@@ -91,6 +91,13 @@ class Settings(BaseSettings):
     embedding_batch_size: int | None = Field(default=None, ge=1)
     retrieval_top_k: int = Field(default=5, ge=1, le=50)
 
+    # --- tools ---------------------------------------------------------------
+    tool_approval_timeout_s: int = Field(default=3 * 24 * 3600, ge=1)
+    tool_max_steps: int = Field(default=8, ge=1, le=50)
+    tool_allowed_hosts: list[str] = Field(default_factory=list)
+    tool_redact_pattern: str = r"pass(word)?|secret|token|api[_-]?key|authorization|credential"
+    tool_header_secrets: dict[str, dict[str, str]] = Field(default_factory=dict)
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.env == "production":

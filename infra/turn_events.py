@@ -17,6 +17,8 @@ import redis.asyncio as aioredis
 from core.names import turn_stream_key
 
 TERMINAL_EVENTS = frozenset({"turn.completed", "error"})
+#: Events after which a live relay stops: the turn waits for a human (resume later with Last-Event-ID).
+PAUSE_EVENTS = frozenset({"approval.required"})
 _EXPIRY_EVENTS = TERMINAL_EVENTS | {"turn.started", "message.reset"}
 
 
@@ -29,6 +31,10 @@ class TurnEvent:
     @property
     def terminal(self) -> bool:
         return self.event in TERMINAL_EVENTS
+
+    @property
+    def pauses(self) -> bool:
+        return self.event in PAUSE_EVENTS
 
 
 class TurnEventStream:

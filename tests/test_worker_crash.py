@@ -4,10 +4,8 @@ finishes the turn, the user gets exactly one answer, the transcript has no dupli
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 
 import pytest
 from temporalio.client import Client
@@ -16,26 +14,13 @@ from core.names import chat_workflow_id
 from infra.settings import Settings
 from tests.conftest import RunningApi
 from tests.fakes.openai_server import FakeOpenAI
+from tests.support.workers import spawn_worker
 
 pytestmark = pytest.mark.slow
 
 
 def _spawn_worker(settings: Settings) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "KEEL_ENV": "test",
-        "KEEL_TEMPORAL_ADDRESS": settings.resolved_temporal_address,
-        "KEEL_DATABASE_URL": str(settings.database_url),
-        "KEEL_REDIS_URL": str(settings.redis_url),
-        "KEEL_LLM_BASE_URL": str(settings.llm_base_url),
-        "KEEL_LLM_API_KEY": "test-key",
-        "KEEL_LLM_MODEL": str(settings.llm_model),
-        "KEEL_CHAT_TASK_QUEUE": settings.chat_task_queue,
-        "KEEL_INGEST_TASK_QUEUE": settings.ingest_task_queue,
-        "KEEL_DATA_DIR": str(settings.data_dir / "worker"),
-        "KEEL_LOG_JSON": "false",
-    }
-    return subprocess.Popen([sys.executable, "-m", "workers.cli", "worker"], env=env)
+    return spawn_worker(settings)
 
 
 async def test_worker_killed_mid_llm_call(

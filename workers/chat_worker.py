@@ -7,59 +7,100 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.chat import ChatActivities, PromptConfig
+from activities.tools import ToolActivities
 from infra.db.chat_repo import ChatRepository
 from infra.db.knowledge_repo import KnowledgeRepository
 from infra.db.pool import create_pool
+from infra.db.tools_repo import ToolsRepository
+from infra.egress import resolve_and_check
 from infra.knowledge import KnowledgeServices
 from infra.llm import ChatModel
+from infra.mcp_client import McpToolClient
 from infra.redis_client import create_redis
 from infra.settings import Settings
 from infra.turn_events import TurnEventStream
 from workflows.chat_session import ChatSessionWorkflow
+from workflows.tool_discovery import ToolDiscoveryWorkflow
+
+
+@dataclass(frozen=True)
+class ChatWorkerActivities:
+    chat: ChatActivities
+    tools: ToolActivities
 
 
 @asynccontextmanager
-async def chat_activities(settings: Settings, knowledge: KnowledgeServices) -> AsyncIterator[ChatActivities]:
+async def chat_activities(
+    settings: Settings, knowledge: KnowledgeServices
+) -> AsyncIterator[ChatWorkerActivities]:
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("KEEL_DATABASE_URL and KEEL_REDIS_URL must be set for the worker")
     pool = await create_pool(settings.database_url)
     redis = create_redis(settings.redis_url)
     model = ChatModel(settings)
+    allowed_hosts = settings.tool_allowed_hosts
+
+    async def guard(url: str) -> None:  # every new HTTP tool connection is re-checked (DNS may change)
+        await resolve_and_check(url, allowed_hosts=allowed_hosts)
+
+    mcp = McpToolClient(url_guard=guard)
+    events = TurnEventStream(redis, ttl_s=settings.stream_ttl_s)
+    tools_repo = ToolsRepository(pool)
     try:
-        yield ChatActivities(
-            repo=ChatRepository(pool),
-            events=TurnEventStream(redis, ttl_s=settings.stream_ttl_s),
-            model=model,
-            prompt=PromptConfig(
-                system_prompt=settings.system_prompt,
-                history_max_messages=settings.chat_history_max_messages,
-                retrieval_top_k=settings.retrieval_top_k,
+        yield ChatWorkerActivities(
+            chat=ChatActivities(
+                repo=ChatRepository(pool),
+                events=events,
+                model=model,
+                prompt=PromptConfig(
+                    system_prompt=settings.system_prompt,
+                    history_max_messages=settings.chat_history_max_messages,
+                    retrieval_top_k=settings.retrieval_top_k,
+                ),
+                knowledge=knowledge,
+                knowledge_repo=KnowledgeRepository(pool),
+                tools_repo=tools_repo,
             ),
-            knowledge=knowledge,
-            knowledge_repo=KnowledgeRepository(pool),
+            tools=ToolActivities(
+                repo=tools_repo,
+                mcp=mcp,
+                events=events,
+                redact_pattern=settings.tool_redact_pattern,
+                secrets=settings.tool_header_secrets,
+            ),
         )
     finally:
+        await mcp.aclose()
         await model.aclose()
         await redis.aclose()
         await pool.close()
 
 
-def build_chat_worker(client: Client, settings: Settings, activities: ChatActivities) -> Worker:
+def build_chat_worker(client: Client, settings: Settings, activities: ChatWorkerActivities) -> Worker:
+    chat, tools = activities.chat, activities.tools
     return Worker(
         client,
         task_queue=settings.chat_task_queue,
-        workflows=[ChatSessionWorkflow],
+        workflows=[ChatSessionWorkflow, ToolDiscoveryWorkflow],
         activities=[
-            activities.begin_turn,
-            activities.retrieve,
-            activities.call_llm,
-            activities.complete_turn,
-            activities.delete_session,
+            chat.begin_turn,
+            chat.retrieve,
+            chat.call_llm,
+            chat.record_tool_step,
+            chat.complete_turn,
+            chat.delete_session,
+            tools.load_tools,
+            tools.call_tool,
+            tools.record_refusal,
+            tools.record_approval,
+            tools.resolve_approval,
+            tools.discover_tools,
         ],
         max_concurrent_activities=200,
     )

@@ -76,3 +76,17 @@ VECTOR: dict[str, Any] = {
         non_retryable_error_types=_NON_RETRYABLE_TYPES,
     ),
 }
+
+
+def tool_call(*, timeout_s: int, max_retries: int) -> dict[str, Any]:
+    """One MCP tool call: the tool's own timeout and retry count (from its allowlist entry)."""
+    return {
+        "start_to_close_timeout": timedelta(seconds=timeout_s),
+        "retry_policy": RetryPolicy(
+            initial_interval=timedelta(seconds=1),
+            backoff_coefficient=2.0,
+            maximum_interval=timedelta(seconds=30),
+            maximum_attempts=max_retries + 1,
+            non_retryable_error_types=_NON_RETRYABLE_TYPES,
+        ),
+    }

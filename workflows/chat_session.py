@@ -14,6 +14,7 @@ publish ``turn.completed``). All I/O is in :mod:`activities.chat`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TypeVar
@@ -27,6 +28,7 @@ from workflows import activity_presets
 with workflow.unsafe.imports_passed_through():
     # Models are passed through so the sandbox and the data converter share one class.
     from activities.chat import ChatActivities
+    from activities.tools import ToolActivities
     from core.errors import ErrorCode
     from core.models.chat import (
         AssistantMessage,
@@ -47,7 +49,25 @@ with workflow.unsafe.imports_passed_through():
         TurnError,
         TurnRequest,
         TurnResult,
+        Usage,
     )
+    from core.models.principal import Principal
+    from core.models.tools import (
+        ApprovalDecision,
+        ApprovalStatus,
+        ApprovalView,
+        CallToolInput,
+        LoadToolsInput,
+        LoadToolsResult,
+        RecordApprovalInput,
+        RefusalInput,
+        ResolveApprovalInput,
+        ToolCallRecord,
+        ToolCallRequest,
+        ToolSpec,
+        ToolStepInput,
+    )
+    from core.policy.tools import decide
 
 ActivitiesT = TypeVar("ActivitiesT")
 InputT = TypeVar("InputT")
@@ -74,6 +94,9 @@ class ChatSessionWorkflow:
         self._seen_turn_ids: set[str] = set(self._carry.recent_turn_ids)
         self._deleted = False
         self._activity_seen = False
+        self._approvals: dict[str, ApprovalView] = {}
+        self._decisions: dict[str, ApprovalDecision] = {}
+        self._turn_records: dict[str, list[ToolCallRecord]] = {}
 
     # ------------------------------------------------------------------ run
     @workflow.run
@@ -100,9 +123,27 @@ class ChatSessionWorkflow:
     # ------------------------------------------------------------- handlers
     @workflow.update
     async def send_message(self, req: TurnRequest) -> TurnResult:
+        """Returns the finished turn, or ``awaiting_approval`` as soon as a tool call waits
+        for a human; the turn then goes on in the workflow and finishes after the decision."""
         self._queued += 1
         self._activity_seen = True
         self._seen_turn_ids.add(req.turn_id)
+        if not workflow.patched("tool-loop"):
+            return await self._locked_turn(req)
+        turn = asyncio.ensure_future(self._locked_turn(req))
+        await workflow.wait_condition(lambda: turn.done() or bool(self._awaiting(req.turn_id)))
+        if turn.done():
+            return turn.result()
+        return TurnResult(
+            session_id=self._input.session_id,
+            turn_id=req.turn_id,
+            status="awaiting_approval",
+            message=AssistantMessage(content=""),
+            tool_calls=list(self._turn_records.get(req.turn_id, [])),
+            approvals=self._awaiting(req.turn_id),
+        )
+
+    async def _locked_turn(self, req: TurnRequest) -> TurnResult:
         try:
             async with self._turn_lock:
                 if self._deleted:
@@ -111,6 +152,7 @@ class ChatSessionWorkflow:
         finally:
             self._queued -= 1
             self._activity_seen = True
+            self._turn_records.pop(req.turn_id, None)
 
     @send_message.validator
     def _validate_message(self, req: TurnRequest) -> None:
@@ -155,6 +197,17 @@ class ChatSessionWorkflow:
             raise ApplicationError("session not found", type=ErrorCode.SESSION_NOT_FOUND)
 
     @workflow.signal
+    def decide_approval(self, decision: ApprovalDecision) -> None:
+        """An authorised approver's decision (the API checked who may decide)."""
+        approval = self._approvals.get(decision.approval_id)
+        if approval is not None and approval.status == "pending":
+            self._decisions.setdefault(decision.approval_id, decision)
+
+    @workflow.query
+    def pending_approvals(self) -> list[ApprovalView]:
+        return [a for a in self._approvals.values() if a.status == "pending"]
+
+    @workflow.signal
     def cancel_turn(self, req: CancelTurn) -> None:
         self._cancel_requested.add(req.turn_id)
         if req.turn_id == self._active_turn_id and self._active_llm is not None:
@@ -189,7 +242,7 @@ class ChatSessionWorkflow:
             )
             # Persisting the message and searching knowledge are independent: run them together.
             _, (citations, retrieval_failed) = await asyncio.gather(begin, self._retrieve(req))
-            result = await self._model_answer(req.turn_id, citations, retrieval_failed=retrieval_failed)
+            result = await self._model_answer(req, citations, retrieval_failed=retrieval_failed)
             await self._write(
                 ChatActivities.complete_turn,
                 CompleteTurnInput(
@@ -233,8 +286,79 @@ class ChatSessionWorkflow:
         return found.citations, False
 
     async def _model_answer(
-        self, turn_id: str, citations: list[Citation], *, retrieval_failed: bool
+        self, req: TurnRequest, citations: list[Citation], *, retrieval_failed: bool
     ) -> TurnResult:
+        """The agent loop: model call → policy → (approval) → tool call → model call …"""
+        inp = self._input
+        tools = await self._offered_tools(req)
+        records = self._turn_records.setdefault(req.turn_id, [])
+        usage = Usage()
+        max_steps = inp.limits.max_tool_steps
+        for step in range(max_steps + 1):
+            offered = [t.name for t in tools] if step < max_steps else []  # the last step must answer
+            llm = await self._call_model(
+                req.turn_id, citations, retrieval_failed, step=step, tool_names=offered
+            )
+            if isinstance(llm, TurnError):
+                return self._failed(req.turn_id, llm, records)
+            usage = Usage(
+                prompt_tokens=usage.prompt_tokens + llm.usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens + llm.usage.completion_tokens,
+            )
+            if llm.tool_calls and step == max_steps:
+                limit = TurnError(
+                    code=ErrorCode.POLICY_DENIED, message="the agent reached its tool step limit"
+                )
+                return self._failed(req.turn_id, limit, records)
+            if not llm.tool_calls:
+                return TurnResult(
+                    session_id=inp.session_id,
+                    turn_id=req.turn_id,
+                    status="completed",
+                    message=AssistantMessage(content=llm.content, citations=citations),
+                    tool_calls=list(records),
+                    usage=usage,
+                    model=llm.model,
+                    notice=llm.notice or (ErrorCode.RETRIEVAL_UNAVAILABLE if retrieval_failed else None),
+                )
+            results = [await self._run_tool(req, call, tools) for call in llm.tool_calls]
+            records.extend(results)
+            await self._write(
+                ChatActivities.record_tool_step,
+                ToolStepInput(
+                    session_id=inp.session_id,
+                    turn_id=req.turn_id,
+                    step=step,
+                    calls=llm.tool_calls,
+                    results=results,
+                ),
+            )
+            if self._deleted or req.turn_id in self._cancel_requested:
+                break
+        return self._failed(
+            req.turn_id, TurnError(code=ErrorCode.CANCELLED, message="the turn was cancelled"), records
+        )
+
+    def _failed(self, turn_id: str, error: TurnError, records: list[ToolCallRecord]) -> TurnResult:
+        return TurnResult(
+            session_id=self._input.session_id,
+            turn_id=turn_id,
+            status="failed",
+            message=AssistantMessage(content=""),
+            tool_calls=list(records),
+            error=error,
+        )
+
+    async def _call_model(
+        self,
+        turn_id: str,
+        citations: list[Citation],
+        retrieval_failed: bool,
+        *,
+        step: int,
+        tool_names: list[str],
+    ) -> LlmCallResult | TurnError:
+        """One model step: the primary model, then the fallback model if configured."""
         inp = self._input
         models: list[str | None] = [None]
         if inp.fallback_model:
@@ -242,43 +366,139 @@ class ChatSessionWorkflow:
         error = TurnError(code=ErrorCode.UPSTREAM_UNAVAILABLE, message="the model is unavailable")
         for model in models:
             if turn_id in self._cancel_requested:
-                error = TurnError(code=ErrorCode.CANCELLED, message="the turn was cancelled")
-                break
+                return TurnError(code=ErrorCode.CANCELLED, message="the turn was cancelled")
             self._active_llm = workflow.start_activity_method(
                 ChatActivities.call_llm,
                 LlmCallInput(
                     session_id=inp.session_id,
                     turn_id=turn_id,
+                    step=step,
                     model_override=model,
                     restream=model is not None,
                     context=citations,
                     retrieval_unavailable=retrieval_failed,
+                    tool_names=tool_names,
                 ),
                 **activity_presets.LLM_STREAM,
             )
             try:
-                llm = await self._active_llm
+                return await self._active_llm
             except ActivityError as err:
                 error = _turn_error(err)
                 if error.code in (ErrorCode.CANCELLED, ErrorCode.LLM_REJECTED):
                     break
-                continue
-            return TurnResult(
-                session_id=inp.session_id,
-                turn_id=turn_id,
-                status="completed",
-                message=AssistantMessage(content=llm.content, citations=citations),
-                usage=llm.usage,
-                model=llm.model,
-                notice=llm.notice or (ErrorCode.RETRIEVAL_UNAVAILABLE if retrieval_failed else None),
-            )
-        return TurnResult(
-            session_id=inp.session_id,
-            turn_id=turn_id,
-            status="failed",
-            message=AssistantMessage(content=""),
-            error=error,
+        return error
+
+    # ---------------------------------------------------------------- tools
+    async def _offered_tools(self, req: TurnRequest) -> list[ToolSpec]:
+        if not workflow.patched("tool-loop"):
+            return []
+        loaded: LoadToolsResult = await workflow.execute_activity_method(
+            ToolActivities.load_tools,
+            LoadToolsInput(user_id=self._input.user_id, groups=req.groups),
+            **activity_presets.DATABASE,
         )
+        return loaded.tools
+
+    async def _run_tool(
+        self, req: TurnRequest, call: ToolCallRequest, tools: list[ToolSpec]
+    ) -> ToolCallRecord:
+        inp = self._input
+        key = f"{workflow.info().workflow_id}:{req.turn_id}:{call.call_id}"
+        record = ToolCallRecord(
+            call_id=call.call_id, name=call.name, arguments=call.arguments, status="refused"
+        )
+        principal = Principal(user_id=inp.user_id, groups=tuple(req.groups))
+        decision = decide(call, offered=tools, principal=principal)
+        if not decision.allowed:
+            await self._write(
+                ToolActivities.record_refusal,
+                RefusalInput(
+                    session_id=inp.session_id,
+                    turn_id=req.turn_id,
+                    user_id=inp.user_id,
+                    call=call,
+                    idempotency_key=key,
+                    reason=decision.reason,
+                ),
+            )
+            return record.model_copy(update={"result": f"Refused by Keel's tool policy: {decision.reason}."})
+        spec = next(t for t in tools if t.name == call.name)
+        if decision.needs_approval:
+            approval = await self._await_approval(req, call, spec)
+            record = record.model_copy(update={"approval_id": approval.id})
+            if approval.status != "approved":
+                outcome = "denied by the approver" if approval.status == "denied" else "not approved in time"
+                return record.model_copy(
+                    update={
+                        "status": approval.status,
+                        "result": f"This tool call was {outcome}; it did not run.",
+                    }
+                )
+        try:
+            result = await workflow.execute_activity_method(
+                ToolActivities.call_tool,
+                CallToolInput(
+                    session_id=inp.session_id,
+                    turn_id=req.turn_id,
+                    user_id=inp.user_id,
+                    spec=spec,
+                    call=call,
+                    idempotency_key=key,
+                ),
+                **activity_presets.tool_call(timeout_s=spec.timeout_s, max_retries=spec.max_retries),
+            )
+        except ActivityError as err:
+            message = (
+                err.cause.message if isinstance(err.cause, ApplicationError) else "the tool did not answer"
+            )
+            return record.model_copy(
+                update={"status": "failed", "result": f"The tool call failed: {message}."}
+            )
+        return record.model_copy(
+            update={"status": "completed" if result.ok else "failed", "result": result.content}
+        )
+
+    async def _await_approval(self, req: TurnRequest, call: ToolCallRequest, spec: ToolSpec) -> ApprovalView:
+        inp = self._input
+        approval = ApprovalView(
+            id="apr-" + workflow.uuid4().hex[:24],
+            session_id=inp.session_id,
+            turn_id=req.turn_id,
+            tool=call.name,
+            arguments=call.arguments,
+            approver_group=spec.approver_group,
+        )
+        self._approvals[approval.id] = approval
+        await self._write(
+            ToolActivities.record_approval,
+            RecordApprovalInput(
+                approval=approval, requester=inp.user_id, timeout_s=inp.limits.approval_timeout_s
+            ),
+        )
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(
+                lambda: approval.id in self._decisions or self._deleted,
+                timeout=timedelta(seconds=inp.limits.approval_timeout_s),
+            )
+        decided = self._decisions.get(approval.id)
+        status: ApprovalStatus = (
+            "expired" if decided is None else ("approved" if decided.approved else "denied")
+        )
+        approval.status = status
+        await self._write(
+            ToolActivities.resolve_approval,
+            ResolveApprovalInput(
+                approval_id=approval.id,
+                status=status,
+                decided_by=decided.decided_by if decided else None,
+                comment=decided.comment if decided else None,
+            ),
+        )
+        return approval
+
+    def _awaiting(self, turn_id: str) -> list[ApprovalView]:
+        return [a for a in self._approvals.values() if a.turn_id == turn_id and a.status == "pending"]
 
     def _remember(self, result: TurnResult) -> None:
         carry = self._carry

@@ -12,11 +12,15 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from core.models.tools import ApprovalView, ToolCallRecord, ToolCallRequest
+
 TurnStatus = Literal["completed", "awaiting_approval", "failed"]
 
 
 class SessionLimits(BaseModel):
     idle_timeout_s: int = 24 * 3600
+    approval_timeout_s: int = 3 * 24 * 3600
+    max_tool_steps: int = 8
     max_message_chars: int = 32_000
     max_request_age_s: int = 180
     max_queued_turns: int = 4
@@ -92,8 +96,8 @@ class TurnResult(BaseModel):
     turn_id: str
     status: TurnStatus
     message: AssistantMessage
-    tool_calls: list[dict[str, object]] = Field(default_factory=list)
-    approvals: list[dict[str, object]] = Field(default_factory=list)
+    tool_calls: list[ToolCallRecord] = Field(default_factory=list)
+    approvals: list[ApprovalView] = Field(default_factory=list)
     usage: Usage = Field(default_factory=Usage)
     model: str | None = None
     error: TurnError | None = None
@@ -159,6 +163,8 @@ class LlmCallInput(BaseModel):
     context: list[Citation] = Field(default_factory=list)
     #: Knowledge search failed: answer without it and say so.
     retrieval_unavailable: bool = False
+    #: Model-facing names of the tools offered in this step (schemas load in the activity).
+    tool_names: list[str] = Field(default_factory=list)
     #: The step's text may already have been streamed by an earlier call (a fallback model).
     restream: bool = False
 
@@ -171,6 +177,8 @@ class LlmCallResult(BaseModel):
     configured: bool = True
     #: ``llm_not_configured`` / ``retrieval_only`` when the answer is not a model's.
     notice: str | None = None
+    #: Tool calls the model asked for (the workflow decides what runs).
+    tool_calls: list[ToolCallRequest] = Field(default_factory=list)
 
 
 class CompleteTurnInput(BaseModel):

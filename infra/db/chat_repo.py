@@ -18,6 +18,8 @@ from core.errors import ErrorCode, KeelError
 from core.models.chat import TurnResult
 
 _TITLE_CHARS = 80
+_TOOL_SEQ_BASE = 100
+_TOOL_SEQ_STRIDE = 100
 
 
 class SessionRecord(BaseModel):
@@ -38,6 +40,7 @@ class MessageRecord(BaseModel):
     seq: int
     role: str
     content: str
+    metadata: dict[str, Any] = {}
     created_at: datetime
 
 
@@ -133,6 +136,37 @@ class ChatRepository:
             )
             return True
 
+    async def record_tool_step(
+        self,
+        *,
+        session_id: str,
+        turn_id: str,
+        step: int,
+        calls: list[dict[str, Any]],
+        results: list[dict[str, Any]],
+    ) -> None:
+        """The model's tool calls of one step and their results, in transcript order (idempotent)."""
+        base = _TOOL_SEQ_BASE + step * _TOOL_SEQ_STRIDE
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO chat_messages (session_id, turn_id, seq, role, content, metadata)"
+                " VALUES ($1, $2, $3, 'assistant', '', $4) ON CONFLICT (turn_id, seq) DO NOTHING",
+                session_id,
+                turn_id,
+                base,
+                {"tool_calls": calls},
+            )
+            for n, result in enumerate(results, start=1):
+                await conn.execute(
+                    "INSERT INTO chat_messages (session_id, turn_id, seq, role, content, metadata)"
+                    " VALUES ($1, $2, $3, 'tool', $4, $5) ON CONFLICT (turn_id, seq) DO NOTHING",
+                    session_id,
+                    turn_id,
+                    base + n,
+                    str(result.get("result", "")),
+                    {"call_id": result["call_id"], "name": result["name"], "status": result["status"]},
+                )
+
     async def delete_session(self, *, session_id: str, user_id: str) -> bool:
         status: str = await self._pool.execute(
             "DELETE FROM chat_sessions WHERE id = $1 AND user_id = $2", session_id, user_id
@@ -143,7 +177,7 @@ class ChatRepository:
     async def history(self, session_id: str, *, limit: int) -> list[MessageRecord]:
         """The last ``limit`` messages of a session, oldest first (for prompt rendering)."""
         rows = await self._pool.fetch(
-            "SELECT id, turn_id, seq, role, content, created_at FROM ("
+            "SELECT id, turn_id, seq, role, content, metadata, created_at FROM ("
             " SELECT * FROM chat_messages WHERE session_id = $1 ORDER BY id DESC LIMIT $2"
             ") recent ORDER BY id",
             session_id,

@@ -141,7 +141,8 @@ class KnowledgeRepository:
         rows = await self._pool.fetch(
             "SELECT * FROM knowledge_bases k WHERE k.owner_type = 'org'"
             " OR (k.owner_type = 'user' AND k.owner_id = $1)"
-            " OR EXISTS (SELECT 1 FROM documents d WHERE d.kb_id = k.id AND d.shared_with && $2::text[])"
+            " OR EXISTS (SELECT 1 FROM documents d WHERE d.kb_id = k.id AND d.status <> 'deleting'"
+            " AND d.shared_with && $2::text[])"
             " ORDER BY k.owner_type DESC, k.created_at",
             acl.user_principal,
             list(acl.shared_principals),

@@ -283,14 +283,17 @@ async def test_edge_store_reopens_from_disk_with_the_same_filtering(world: World
         await reopened.close()
 
 
-async def test_factory_builds_the_adapters_tested_here(tmp_path: Path) -> None:
+def test_factory_builds_the_adapters_tested_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from infra.settings import Settings
-    from infra.vector.factory import create_vector_index
+    from infra.vector import factory
 
-    embedded = create_vector_index(Settings(data_dir=tmp_path))
+    embedded = factory.create_vector_index(Settings(data_dir=tmp_path))
     assert isinstance(embedded, EdgeIndex)
     assert embedded.path == tmp_path / "qdrant" / "keel_chunks"
-    assert isinstance(create_vector_index(Settings(qdrant_path=tmp_path / "q")), EdgeIndex)
-    server = create_vector_index(Settings(qdrant_url="http://127.0.0.1:6333"))
+    assert isinstance(factory.create_vector_index(Settings(qdrant_path=tmp_path / "q")), EdgeIndex)
+
+    urls: list[str] = []  # no server here: record the client the factory would open
+    monkeypatch.setattr(factory, "AsyncQdrantClient", lambda url: urls.append(url))
+    server = factory.create_vector_index(Settings(qdrant_url="http://qdrant.internal:6333"))
     assert isinstance(server, QdrantIndex)
-    await server.close()
+    assert urls == ["http://qdrant.internal:6333"]

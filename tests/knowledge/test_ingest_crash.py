@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 
 import asyncpg
 import pytest
@@ -17,27 +15,13 @@ from infra.settings import Settings
 from infra.vector.factory import create_vector_index
 from tests.conftest import RunningApi
 from tests.knowledge.test_documents_api import _kb_ids, upload, wait_settled
+from tests.support.workers import spawn_worker
 
 pytestmark = pytest.mark.slow
 
 
 def _spawn_worker(settings: Settings) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
-    env.update(
-        {
-            "KEEL_ENV": "test",
-            "KEEL_DATA_DIR": str(settings.data_dir),
-            "KEEL_QDRANT_PATH": str(settings.qdrant_path),
-            "KEEL_TEMPORAL_ADDRESS": settings.resolved_temporal_address,
-            "KEEL_DATABASE_URL": str(settings.database_url),
-            "KEEL_REDIS_URL": str(settings.redis_url),
-            "KEEL_CHAT_TASK_QUEUE": settings.chat_task_queue,
-            "KEEL_INGEST_TASK_QUEUE": settings.ingest_task_queue,
-            "KEEL_EMBEDDING_BATCH_SIZE": "16",
-            "KEEL_LOG_JSON": "false",
-        }
-    )
-    return subprocess.Popen([sys.executable, "-m", "workers.cli", "worker"], env=env)
+    return spawn_worker(settings, KEEL_QDRANT_PATH=str(settings.qdrant_path), KEEL_EMBEDDING_BATCH_SIZE="16")
 
 
 async def _indexing_progress(client: Client, doc_id: str) -> int:

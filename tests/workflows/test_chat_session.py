@@ -21,18 +21,17 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.chat import ChatActivities
 from core.models.chat import CancelTurn, ChatSessionInput, SessionLimits, TurnRequest
 from core.names import chat_workflow_id
 from infra.knowledge import open_knowledge
 from infra.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
-from workers.chat_worker import build_chat_worker, chat_activities
+from workers.chat_worker import ChatWorkerActivities, build_chat_worker, chat_activities
 from workflows.chat_session import ChatSessionWorkflow
 
 
 @pytest.fixture
-async def worker_activities(settings: Settings) -> AsyncIterator[ChatActivities]:
+async def worker_activities(settings: Settings) -> AsyncIterator[ChatWorkerActivities]:
     async with open_knowledge(settings) as knowledge, chat_activities(settings, knowledge) as activities:
         yield activities
 
@@ -73,7 +72,7 @@ async def _rejection(
 
 
 async def test_validator_rejects_bad_updates_before_history(
-    temporal_client: Client, settings: Settings, worker_activities: ChatActivities, llm: FakeOpenAI
+    temporal_client: Client, settings: Settings, worker_activities: ChatWorkerActivities, llm: FakeOpenAI
 ) -> None:
     session_id = uuid.uuid4().hex
     async with build_chat_worker(temporal_client, settings, worker_activities):
@@ -120,7 +119,7 @@ async def test_validator_rejects_bad_updates_before_history(
 
 
 async def test_same_update_id_returns_the_same_turn(
-    temporal_client: Client, settings: Settings, worker_activities: ChatActivities, llm: FakeOpenAI
+    temporal_client: Client, settings: Settings, worker_activities: ChatWorkerActivities, llm: FakeOpenAI
 ) -> None:
     session_id = uuid.uuid4().hex
     req = _request("u1", "once only")
@@ -142,7 +141,7 @@ async def test_same_update_id_returns_the_same_turn(
 
 
 async def test_turns_of_one_session_run_in_order(
-    temporal_client: Client, settings: Settings, worker_activities: ChatActivities, llm: FakeOpenAI
+    temporal_client: Client, settings: Settings, worker_activities: ChatWorkerActivities, llm: FakeOpenAI
 ) -> None:
     session_id = uuid.uuid4().hex
     llm.enqueue(Reply("first", ttft_s=0.3), Reply("second"), Reply("third"))
@@ -170,7 +169,7 @@ async def test_turns_of_one_session_run_in_order(
 
 
 async def test_cancel_signal_stops_the_model_call(
-    temporal_client: Client, settings: Settings, worker_activities: ChatActivities, llm: FakeOpenAI
+    temporal_client: Client, settings: Settings, worker_activities: ChatWorkerActivities, llm: FakeOpenAI
 ) -> None:
     session_id = uuid.uuid4().hex
     llm.hold()
@@ -194,7 +193,7 @@ async def test_cancel_signal_stops_the_model_call(
 
 
 async def test_session_ends_after_idle_timeout_and_restarts_on_next_message(
-    temporal_client: Client, settings: Settings, worker_activities: ChatActivities, llm: FakeOpenAI
+    temporal_client: Client, settings: Settings, worker_activities: ChatWorkerActivities, llm: FakeOpenAI
 ) -> None:
     session_id = uuid.uuid4().hex
     async with build_chat_worker(temporal_client, settings, worker_activities):
@@ -219,7 +218,7 @@ async def test_session_ends_after_idle_timeout_and_restarts_on_next_message(
 
 
 async def test_long_idle_timeout_with_time_skipping(
-    settings: Settings, worker_activities: ChatActivities
+    settings: Settings, worker_activities: ChatWorkerActivities
 ) -> None:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(Path(sys.executable).parent / "temporal-test-server"),

@@ -1,0 +1,193 @@
+"""Tool activities: the allowlist for a turn, MCP tool calls, approvals, discovery.
+
+Every tool call carries an idempotency key (workflow id + turn + tool call id):
+it is passed to the MCP server in the request metadata and recorded here, so a
+retry after a crash returns the result Keel already saw complete instead of
+running the side effect again. Every invocation, refusal, approval request and
+decision is written to Postgres (``tool_invocations``, ``tool_approvals``) and
+to the JSON log, with arguments redacted by ``KEEL_TOOL_REDACT_PATTERN``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import structlog
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from core.errors import ErrorCode
+from core.models.principal import Principal
+from core.models.tools import (
+    CallToolInput,
+    CallToolResult,
+    LoadToolsInput,
+    LoadToolsResult,
+    RecordApprovalInput,
+    RefusalInput,
+    ResolveApprovalInput,
+)
+from core.policy.egress import EgressRefused
+from core.policy.tools import tools_for
+from infra.db.tools_repo import ToolServerRecord, ToolsRepository
+from infra.mcp_client import McpToolClient, ToolServerConfig, ToolTimeout, ToolUnavailable
+from infra.turn_events import TurnEventStream
+
+log = structlog.get_logger(__name__)
+
+#: Longest tool result kept in history and shown to the model.
+RESULT_CHARS = 8000
+
+
+def redact(arguments: dict[str, Any], pattern: re.Pattern[str]) -> dict[str, Any]:
+    """Arguments for the audit trail: values of keys matching ``pattern`` are masked."""
+    out: dict[str, Any] = {}
+    for key, value in arguments.items():
+        if pattern.search(key):
+            out[key] = "***"
+        elif isinstance(value, dict):
+            out[key] = redact(value, pattern)
+        else:
+            out[key] = value
+    return out
+
+
+def server_config(record: ToolServerRecord, *, headers: dict[str, str]) -> ToolServerConfig:
+    return ToolServerConfig(
+        id=record.id,
+        transport="http" if record.transport == "http" else "stdio",
+        command=record.command,
+        args=record.args,
+        env=record.env,
+        url=record.url,
+        headers=headers,
+    )
+
+
+class ToolActivities:
+    def __init__(
+        self,
+        *,
+        repo: ToolsRepository,
+        mcp: McpToolClient,
+        events: TurnEventStream,
+        redact_pattern: str,
+        secrets: dict[str, dict[str, str]],
+    ) -> None:
+        self._repo = repo
+        self._mcp = mcp
+        self._events = events
+        self._redact = re.compile(redact_pattern, re.IGNORECASE)
+        self._secrets = secrets  # headers_secret name → headers (from the worker's environment)
+
+    @activity.defn
+    async def load_tools(self, inp: LoadToolsInput) -> LoadToolsResult:
+        specs = [s for server in await self._repo.ready_servers() for s in server.specs()]
+        return LoadToolsResult(
+            tools=tools_for(Principal(user_id=inp.user_id, groups=tuple(inp.groups)), specs)
+        )
+
+    @activity.defn
+    async def call_tool(self, inp: CallToolInput) -> CallToolResult:
+        key = inp.idempotency_key
+        done = await self._repo.completed_invocation(key)
+        if done is not None:
+            log.info("tool.replayed", tool=inp.call.name, idempotency_key=key)
+            return CallToolResult(ok=True, content=done)
+        record = await self._repo.server(inp.spec.server_id)
+        if record is None:
+            raise ApplicationError(
+                f"the tool '{inp.call.name}' was removed", type=ErrorCode.POLICY_DENIED, non_retryable=True
+            )
+        audit_args = redact(inp.call.arguments, self._redact)
+        common: dict[str, Any] = {
+            "key": key,
+            "session_id": inp.session_id,
+            "turn_id": inp.turn_id,
+            "user_id": inp.user_id,
+            "tool": inp.call.name,
+            "arguments": audit_args,
+        }
+        await self._repo.record_invocation(status="running", **common)
+        started = time.monotonic()
+        try:
+            outcome = await self._mcp.call_tool(
+                server_config(record, headers=self._secrets.get(record.headers_secret or "", {})),
+                inp.spec.tool,
+                inp.call.arguments,
+                idempotency_key=key,
+                timeout_s=inp.spec.timeout_s,
+            )
+        except EgressRefused as exc:
+            await self._repo.record_invocation(
+                status="refused", result=f"egress refused: {exc}"[:500], **common
+            )
+            raise ApplicationError(
+                f"the tool's address is not allowed: {exc}", type=ErrorCode.POLICY_DENIED, non_retryable=True
+            ) from exc
+        except (ToolTimeout, ToolUnavailable) as exc:
+            latency = int((time.monotonic() - started) * 1000)
+            await self._repo.record_invocation(
+                status="failed", result=str(exc)[:500], latency_ms=latency, **common
+            )
+            log.warning("tool.failed", tool=inp.call.name, error=str(exc)[:200], latency_ms=latency)
+            raise ApplicationError(
+                f"the tool '{inp.call.name}' is unavailable", type=ErrorCode.UPSTREAM_UNAVAILABLE
+            ) from exc
+        latency = int((time.monotonic() - started) * 1000)
+        content = outcome.content[:RESULT_CHARS]
+        status = "completed" if outcome.ok else "failed"
+        await self._repo.record_invocation(status=status, result=content, latency_ms=latency, **common)
+        log.info("tool.invoked", tool=inp.call.name, status=status, latency_ms=latency, arguments=audit_args)
+        return CallToolResult(ok=outcome.ok, content=content)
+
+    @activity.defn
+    async def record_refusal(self, inp: RefusalInput) -> None:
+        await self._repo.record_invocation(
+            key=inp.idempotency_key,
+            session_id=inp.session_id,
+            turn_id=inp.turn_id,
+            user_id=inp.user_id,
+            tool=inp.call.name,
+            arguments=redact(inp.call.arguments, self._redact),
+            status="refused",
+            result=inp.reason,
+        )
+        log.warning("tool.refused", tool=inp.call.name, reason=inp.reason, user_id=inp.user_id)
+
+    @activity.defn
+    async def record_approval(self, inp: RecordApprovalInput) -> None:
+        view = inp.approval
+        await self._repo.insert_approval(view, requester=inp.requester, timeout_s=inp.timeout_s)
+        await self._events.publish(view.turn_id, "approval.required", view.model_dump(mode="json"))
+        log.info("tool.approval_requested", approval_id=view.id, tool=view.tool, requester=inp.requester)
+
+    @activity.defn
+    async def resolve_approval(self, inp: ResolveApprovalInput) -> None:
+        await self._repo.resolve_approval(
+            inp.approval_id, status=inp.status, decided_by=inp.decided_by, comment=inp.comment
+        )
+        log.info("tool.approval_decided", approval_id=inp.approval_id, status=inp.status, by=inp.decided_by)
+
+    @activity.defn
+    async def discover_tools(self, server_id: str) -> list[str]:
+        """Connect to a newly registered server and store its tool list."""
+        record = await self._repo.server(server_id)
+        if record is None:
+            raise ApplicationError("tool server not found", type=ErrorCode.NOT_FOUND, non_retryable=True)
+        try:
+            tools = await self._mcp.list_tools(
+                server_config(record, headers=self._secrets.get(record.headers_secret or "", {})),
+                refresh=True,
+            )
+        except (ToolTimeout, ToolUnavailable, EgressRefused) as exc:
+            await self._repo.set_failed(server_id, str(exc)[:500])
+            raise ApplicationError(
+                f"could not reach the tool server: {exc}"[:500],
+                type=ErrorCode.UPSTREAM_UNAVAILABLE,
+                non_retryable=True,
+            ) from exc
+        await self._repo.set_discovered(server_id, [t.model_dump() for t in tools])
+        return [t.name for t in tools]

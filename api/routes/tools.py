@@ -1,0 +1,226 @@
+"""Tools and approvals: the allowlist (OrgAdmin), the tools I may use, and the
+approvals I may decide. A decision is a Signal to the session's workflow."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Response
+from pydantic import BaseModel, Field
+from temporalio.client import WorkflowFailureError
+
+from api.deps import PrincipalDep, ResourcesDep
+from api.errors import ApiError
+from core.errors import ErrorCode
+from core.models.principal import Principal
+from core.models.tools import ApprovalDecision
+from core.names import chat_workflow_id, tool_discovery_workflow_id
+from core.policy.egress import EgressRefused
+from core.policy.permissions import Permission, has_permission
+from core.policy.tools import may_approve, tools_for
+from infra.db.tools_repo import ApprovalRecord, ToolServerRecord
+from infra.egress import resolve_and_check
+from workflows.chat_session import ChatSessionWorkflow
+from workflows.tool_discovery import ToolDiscoveryWorkflow
+
+router = APIRouter(prefix="/api/v1", tags=["tools"])
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+
+
+class _Request(BaseModel):
+    model_config = {"extra": "forbid"}
+
+
+class ToolServerRequest(_Request):
+    name: str = Field(min_length=1, max_length=40)
+    transport: Literal["stdio", "http", "builtin"]
+    command: str | None = Field(default=None, max_length=500)
+    args: list[str] = Field(default_factory=list, max_length=100)
+    env: dict[str, str] = Field(default_factory=dict)
+    url: str | None = Field(default=None, max_length=2000)
+    headers_secret: str | None = Field(default=None, max_length=200)
+    enabled_tools: list[str] | None = None
+    requires_approval: bool = False
+    timeout_s: int = Field(default=30, ge=1, le=600)
+    max_retries: int = Field(default=3, ge=0, le=10)
+    allowed_groups: list[str] = Field(default_factory=list)
+    approver_group: str | None = None
+
+
+class DiscoveredToolView(BaseModel):
+    name: str
+    description: str
+    enabled: bool
+
+
+class ToolServerView(BaseModel):
+    id: str
+    name: str
+    transport: str
+    status: str
+    requires_approval: bool
+    timeout_s: int
+    max_retries: int
+    allowed_groups: list[str]
+    approver_group: str | None
+    tools: list[DiscoveredToolView]
+
+
+class ToolView(BaseModel):
+    name: str
+    server_id: str
+    tool: str
+    requires_approval: bool
+
+
+class ToolList(BaseModel):
+    tools: list[ToolView]
+
+
+class ApprovalOut(BaseModel):
+    id: str
+    session_id: str
+    turn_id: str
+    requester: str
+    tool: str
+    arguments: dict[str, Any]
+    approver_group: str | None
+    status: str
+    expires_at: str
+
+
+class ApprovalList(BaseModel):
+    approvals: list[ApprovalOut]
+
+
+class DecisionRequest(_Request):
+    decision: Literal["approve", "deny"]
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+def _require_manage_tools(principal: PrincipalDep) -> Principal:
+    if not has_permission(principal, Permission.MANAGE_TOOLS):
+        raise ApiError(ErrorCode.FORBIDDEN, "this needs the manage_tools permission")
+    return principal
+
+
+ToolAdmin = Annotated[Principal, Depends(_require_manage_tools)]
+
+
+def _server_view(record: ToolServerRecord) -> ToolServerView:
+    enabled = {t["name"] for t in record.offered()}
+    return ToolServerView(
+        **record.model_dump(include=set(ToolServerView.model_fields) - {"tools"}),
+        tools=[
+            DiscoveredToolView(
+                name=t["name"], description=t.get("description") or "", enabled=t["name"] in enabled
+            )
+            for t in record.discovered
+        ],
+    )
+
+
+def _approval_view(record: ApprovalRecord) -> ApprovalOut:
+    return ApprovalOut(**record.model_dump(exclude={"expires_at"}), expires_at=record.expires_at.isoformat())
+
+
+async def _validate_server(body: ToolServerRequest, allowed_hosts: list[str]) -> None:
+    if not _NAME.match(body.name):
+        raise ApiError(ErrorCode.INVALID_REQUEST, "name: letters, digits, '-' and '_' only")
+    if body.transport == "stdio" and not body.command:
+        raise ApiError(ErrorCode.INVALID_REQUEST, "a stdio tool server needs a command")
+    if body.transport == "http":
+        if not body.url:
+            raise ApiError(ErrorCode.INVALID_REQUEST, "an http tool server needs a url")
+        try:
+            await resolve_and_check(body.url, allowed_hosts=allowed_hosts)
+        except EgressRefused as exc:
+            raise ApiError(ErrorCode.POLICY_DENIED, f"refused tool url: {exc}") from exc
+    if body.transport == "builtin":
+        raise ApiError(ErrorCode.INVALID_REQUEST, "no built-in tools are available yet")
+
+
+@router.post("/admin/tools", operation_id="add_tool_server", status_code=201, response_model=ToolServerView)
+async def add_tool_server(
+    body: ToolServerRequest, principal: ToolAdmin, resources: ResourcesDep
+) -> ToolServerView:
+    """Allowlist an MCP server; Keel discovers its tools (in a workflow) before answering."""
+    await _validate_server(body, resources.settings.tool_allowed_hosts)
+    repo = resources.tools_repo
+    try:
+        record = await repo.create_server(**body.model_dump(), created_by=principal.user_id)
+    except Exception as exc:  # unique name among live servers
+        if "tool_servers_name" in str(exc):
+            raise ApiError(ErrorCode.INVALID_REQUEST, f"a tool server named '{body.name}' exists") from exc
+        raise
+    try:
+        await resources.temporal.execute_workflow(
+            ToolDiscoveryWorkflow.run,
+            record.id,
+            id=tool_discovery_workflow_id(record.id),
+            task_queue=resources.settings.chat_task_queue,
+        )
+    except WorkflowFailureError as exc:
+        await repo.delete_server(record.id)
+        cause = getattr(exc.cause, "cause", None)
+        detail = getattr(cause, "message", None) or "the tool server could not be reached"
+        raise ApiError(ErrorCode.UPSTREAM_UNAVAILABLE, detail, status=502) from exc
+    discovered = await repo.server(record.id)
+    assert discovered is not None
+    return _server_view(discovered)
+
+
+@router.delete("/admin/tools/{server_id}", operation_id="remove_tool_server", status_code=204)
+async def remove_tool_server(server_id: str, principal: ToolAdmin, resources: ResourcesDep) -> Response:
+    if not await resources.tools_repo.delete_server(server_id):
+        raise ApiError(ErrorCode.NOT_FOUND, "tool server not found")
+    return Response(status_code=204)
+
+
+@router.get("/tools", operation_id="list_tools", response_model=ToolList)
+async def list_tools(principal: PrincipalDep, resources: ResourcesDep) -> ToolList:
+    """The tools my agent may use."""
+    specs = [s for server in await resources.tools_repo.ready_servers() for s in server.specs()]
+    return ToolList(
+        tools=[
+            ToolView(name=s.name, server_id=s.server_id, tool=s.tool, requires_approval=s.requires_approval)
+            for s in tools_for(principal, specs)
+        ]
+    )
+
+
+@router.get("/approvals", operation_id="list_approvals", response_model=ApprovalList)
+async def list_approvals(principal: PrincipalDep, resources: ResourcesDep) -> ApprovalList:
+    """Pending approvals I may decide."""
+    records = await resources.tools_repo.pending_approvals(user_id=principal.user_id, groups=principal.groups)
+    return ApprovalList(approvals=[_approval_view(r) for r in records])
+
+
+@router.post(
+    "/approvals/{approval_id}", operation_id="decide_approval", status_code=202, response_model=ApprovalOut
+)
+async def decide_approval(
+    approval_id: str, body: DecisionRequest, principal: PrincipalDep, resources: ResourcesDep
+) -> ApprovalOut:
+    record = await resources.tools_repo.approval(approval_id)
+    if record is None or not may_approve(
+        principal, requester=record.requester, approver_group=record.approver_group
+    ):
+        raise ApiError(ErrorCode.NOT_FOUND, "approval not found")
+    if record.status != "pending":
+        raise ApiError(ErrorCode.STALE_REQUEST, f"this approval is already {record.status}")
+    handle = resources.temporal.get_workflow_handle_for(
+        ChatSessionWorkflow.run, chat_workflow_id(record.session_id)
+    )
+    await handle.signal(
+        ChatSessionWorkflow.decide_approval,
+        ApprovalDecision(
+            approval_id=approval_id,
+            approved=body.decision == "approve",
+            decided_by=principal.user_id,
+            comment=body.comment,
+        ),
+    )
+    return _approval_view(record)
