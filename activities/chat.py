@@ -33,6 +33,7 @@ from core.models.chat import (
 from core.models.principal import Principal
 from core.models.tools import ToolCallRequest, ToolStepInput
 from core.policy.acl import acl_filter
+from infra.agents import AgentRegistry
 from infra.db.chat_repo import ChatRepository, MessageRecord
 from infra.db.knowledge_repo import KnowledgeRepository
 from infra.db.tools_repo import ToolsRepository
@@ -81,6 +82,7 @@ class ChatActivities:
         knowledge: KnowledgeServices,
         knowledge_repo: KnowledgeRepository,
         tools_repo: ToolsRepository,
+        agents: AgentRegistry,
     ) -> None:
         self._repo = repo
         self._events = events
@@ -89,6 +91,7 @@ class ChatActivities:
         self._knowledge = knowledge
         self._knowledge_repo = knowledge_repo
         self._tools_repo = tools_repo
+        self._agents = agents
 
     @activity.defn
     async def begin_turn(self, inp: BeginTurnInput) -> None:
@@ -99,6 +102,7 @@ class ChatActivities:
                 turn_id=inp.turn_id,
                 message=inp.message,
                 agent=inp.agent,
+                agent_version=self._agents.get(inp.agent).revision,
             )
         except KeelError as err:
             raise from_keel_error(err) from err
@@ -113,7 +117,8 @@ class ChatActivities:
         if not query:
             return RetrieveResult()
         principal = Principal(user_id=inp.user_id, groups=tuple(inp.groups))
-        acl = acl_filter(principal, knowledge_base_ids=inp.knowledge_base_ids or None)
+        kb_ids = inp.knowledge_base_ids or self._agents.get(inp.agent).knowledge_bases
+        acl = acl_filter(principal, knowledge_base_ids=kb_ids or None)
         vector = await self._knowledge.embedder.embed_query(query)
         await self._knowledge.index.ensure_collection(len(vector))
         hits = await self._knowledge.index.search(
@@ -164,7 +169,14 @@ class ChatActivities:
         pending: list[str] = []
         flushed_at = 0.0  # the first delta goes out at once (time to first token)
         try:
-            stream = self._model.stream(messages, model=inp.model_override, tools=tool_schemas)
+            agent = self._agents.get(inp.agent)
+            stream = self._model.stream(
+                messages,
+                model=inp.model_override or agent.model,
+                tools=tool_schemas,
+                temperature=agent.temperature,
+                max_output_tokens=agent.max_output_tokens,
+            )
             async for update in stream:
                 text = update.text
                 if not text:
@@ -260,7 +272,7 @@ class ChatActivities:
 
     async def _render_prompt(self, inp: LlmCallInput) -> list[Message]:
         history = await self._repo.history(inp.session_id, limit=self._prompt.history_max_messages)
-        system = self._prompt.system_prompt
+        system = self._agents.get(inp.agent).instructions or self._prompt.system_prompt
         if inp.context:
             texts = await self._context_texts(inp)
             excerpts = "\n\n".join(

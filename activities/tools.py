@@ -31,6 +31,7 @@ from core.models.tools import (
 )
 from core.policy.egress import EgressRefused
 from core.policy.tools import tools_for
+from infra.agents import AgentRegistry
 from infra.db.tools_repo import ToolServerRecord, ToolsRepository
 from infra.mcp_client import McpToolClient, ToolServerConfig, ToolTimeout, ToolUnavailable
 from infra.turn_events import TurnEventStream
@@ -75,12 +76,14 @@ class ToolActivities:
         events: TurnEventStream,
         redact_pattern: str,
         secrets: dict[str, dict[str, str]],
+        agents: AgentRegistry,
     ) -> None:
         self._repo = repo
         self._mcp = mcp
         self._events = events
         self._redact = re.compile(redact_pattern, re.IGNORECASE)
         self._secrets = secrets  # headers_secret name → headers (from the worker's environment)
+        self._agents = agents
 
     @activity.defn
     async def load_tools(self, inp: LoadToolsInput) -> LoadToolsResult:

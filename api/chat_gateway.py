@@ -25,6 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import ApiError
 from core.errors import ErrorCode
+from core.models.agents import AgentDefinition
 from core.models.chat import (
     ChatSessionInput,
     DeleteSessionRequest,
@@ -50,13 +51,14 @@ def new_turn_id() -> str:
 
 
 def _start_operation(
-    settings: Settings, principal: Principal, session_id: str
+    settings: Settings, principal: Principal, session_id: str, agent: AgentDefinition | None = None
 ) -> WithStartWorkflowOperation[ChatSessionWorkflow, object]:
     return WithStartWorkflowOperation(
         ChatSessionWorkflow.run,
         ChatSessionInput(
             session_id=session_id,
             user_id=principal.user_id,
+            agent=agent.name if agent else settings.default_agent,
             fallback_model=settings.llm_fallback_model,
             limits=SessionLimits(
                 idle_timeout_s=settings.chat_idle_timeout_s,
@@ -64,7 +66,7 @@ def _start_operation(
                 max_request_age_s=settings.chat_max_request_age_s,
                 max_queued_turns=settings.chat_max_queued_turns,
                 approval_timeout_s=settings.tool_approval_timeout_s,
-                max_tool_steps=settings.tool_max_steps,
+                max_tool_steps=agent.step_limit if agent else settings.tool_max_steps,
             ),
         ),
         id=chat_workflow_id(session_id),
@@ -99,6 +101,7 @@ async def start_turn(
     turn_id: str,
     knowledge_base_ids: list[str] | None = None,
     search_knowledge: bool = True,
+    agent: AgentDefinition | None = None,
 ) -> WorkflowUpdateHandle[TurnResult]:
     """Deliver a user message; returns once the workflow has accepted it."""
     request = TurnRequest(
@@ -115,7 +118,7 @@ async def start_turn(
             return await client.start_update_with_start_workflow(
                 ChatSessionWorkflow.send_message,
                 request,
-                start_workflow_operation=_start_operation(settings, principal, session_id),
+                start_workflow_operation=_start_operation(settings, principal, session_id, agent),
                 wait_for_stage=WorkflowUpdateStage.ACCEPTED,
                 id=turn_id,
             )

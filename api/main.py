@@ -16,10 +16,11 @@ from prometheus_client import make_asgi_app
 
 from api.errors import install_error_handlers
 from api.middleware import RequestIdMiddleware
-from api.routes import admin, auth, chat, health, sessions, tools
+from api.routes import admin, agents, auth, chat, health, sessions, tools
 from api.routes import knowledge as knowledge_routes
 from api.schemas import ERROR_RESPONSES
 from api.state import ApiResources
+from infra.agents import AgentRegistry
 from infra.db.migrate import apply_migrations
 from infra.db.pool import create_pool
 from infra.knowledge import KnowledgeServices, open_knowledge
@@ -58,7 +59,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         temporal = await connect_temporal(settings)
         async with _knowledge(app, settings) as knowledge:
             app.state.resources = ApiResources(
-                settings=settings, temporal=temporal, pool=pool, redis=redis, knowledge=knowledge
+                settings=settings,
+                temporal=temporal,
+                pool=pool,
+                redis=redis,
+                knowledge=knowledge,
+                agents=AgentRegistry.load(settings.agents_path),
             )
             log.info("api.started", temporal=settings.resolved_temporal_address)
             yield
@@ -83,7 +89,7 @@ def create_app(settings: Settings, *, knowledge: KnowledgeServices | None = None
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
-    for module in (auth, chat, sessions, knowledge_routes, admin, tools):
+    for module in (auth, chat, sessions, knowledge_routes, admin, tools, agents):
         app.include_router(module.router, responses=ERROR_RESPONSES)
     app.mount("/metrics", make_asgi_app())
     return app

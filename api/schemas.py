@@ -33,6 +33,11 @@ class ChatRequest(_Request):
     message: str
     session_id: str | None = Field(default=None, max_length=64)
     knowledge_base_ids: list[str] | None = None
+    agent: str | None = Field(
+        default=None,
+        max_length=40,
+        description="Agent definition for a new session (default: KEEL_DEFAULT_AGENT)",
+    )
 
 
 class ChatResponse(BaseModel):
@@ -52,6 +57,7 @@ class SessionSummary(BaseModel):
     id: str
     title: str
     agent: str
+    agent_version: str | None = None
     turn_count: int
     created_at: datetime
     updated_at: datetime

@@ -8,6 +8,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from temporalio.client import Client
 
+from infra.agents import AgentRegistry
 from infra.db.chat_repo import ChatRepository
 from infra.db.knowledge_repo import KnowledgeRepository
 from infra.db.tools_repo import ToolsRepository
@@ -23,6 +24,7 @@ class ApiResources:
     pool: asyncpg.Pool
     redis: aioredis.Redis
     knowledge: KnowledgeServices
+    agents: AgentRegistry
     chats: ChatRepository = field(init=False)
     knowledge_repo: KnowledgeRepository = field(init=False)
     tools_repo: ToolsRepository = field(init=False)

@@ -97,14 +97,17 @@ class ChatModel:
         *,
         model: str | None = None,
         tools: Sequence[dict[str, Any]] = (),
+        temperature: float | None = None,
+        max_output_tokens: int | None = None,
     ) -> ResponseStream[ChatResponseUpdate, ChatResponse[Any]]:
         if self._client is None:
             raise KeelError(ErrorCode.LLM_NOT_CONFIGURED, "no model is configured")
-        options: dict[str, Any] = {"max_tokens": self._settings.llm_max_output_tokens}
+        options: dict[str, Any] = {"max_tokens": max_output_tokens or self._settings.llm_max_output_tokens}
         if model:
             options["model"] = model
-        if self._settings.llm_temperature is not None:
-            options["temperature"] = self._settings.llm_temperature
+        temperature = temperature if temperature is not None else self._settings.llm_temperature
+        if temperature is not None:
+            options["temperature"] = temperature
         if tools:
             options["tools"] = list(tools)
         return self._client.get_response(messages, stream=True, options=options)

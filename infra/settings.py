@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     embedding_batch_size: int | None = Field(default=None, ge=1)
     retrieval_top_k: int = Field(default=5, ge=1, le=50)
 
+    # --- agents --------------------------------------------------------------
+    agents_path: Path | None = None
+    default_agent: str = "default"
+
     # --- tools ---------------------------------------------------------------
     tool_approval_timeout_s: int = Field(default=3 * 24 * 3600, ge=1)
     tool_max_steps: int = Field(default=8, ge=1, le=50)

@@ -14,6 +14,7 @@ from temporalio.worker import Worker
 
 from activities.chat import ChatActivities, PromptConfig
 from activities.tools import ToolActivities
+from infra.agents import AgentRegistry
 from infra.db.chat_repo import ChatRepository
 from infra.db.knowledge_repo import KnowledgeRepository
 from infra.db.pool import create_pool
@@ -41,6 +42,7 @@ async def chat_activities(
 ) -> AsyncIterator[ChatWorkerActivities]:
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("KEEL_DATABASE_URL and KEEL_REDIS_URL must be set for the worker")
+    agents = AgentRegistry.load(settings.agents_path)
     pool = await create_pool(settings.database_url)
     redis = create_redis(settings.redis_url)
     model = ChatModel(settings)
@@ -66,6 +68,7 @@ async def chat_activities(
                 knowledge=knowledge,
                 knowledge_repo=KnowledgeRepository(pool),
                 tools_repo=tools_repo,
+                agents=agents,
             ),
             tools=ToolActivities(
                 repo=tools_repo,
@@ -73,6 +76,7 @@ async def chat_activities(
                 events=events,
                 redact_pattern=settings.tool_redact_pattern,
                 secrets=settings.tool_header_secrets,
+                agents=agents,
             ),
         )
     finally:

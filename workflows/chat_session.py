@@ -272,6 +272,7 @@ class ChatSessionWorkflow:
             found = await workflow.execute_activity_method(
                 ChatActivities.retrieve,
                 RetrieveInput(
+                    agent=inp.agent,
                     session_id=inp.session_id,
                     turn_id=req.turn_id,
                     user_id=inp.user_id,
@@ -370,6 +371,7 @@ class ChatSessionWorkflow:
             self._active_llm = workflow.start_activity_method(
                 ChatActivities.call_llm,
                 LlmCallInput(
+                    agent=inp.agent,
                     session_id=inp.session_id,
                     turn_id=turn_id,
                     step=step,
@@ -395,7 +397,7 @@ class ChatSessionWorkflow:
             return []
         loaded: LoadToolsResult = await workflow.execute_activity_method(
             ToolActivities.load_tools,
-            LoadToolsInput(user_id=self._input.user_id, groups=req.groups),
+            LoadToolsInput(agent=self._input.agent, user_id=self._input.user_id, groups=req.groups),
             **activity_presets.DATABASE,
         )
         return loaded.tools

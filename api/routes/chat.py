@@ -15,7 +15,8 @@ from api.errors import ApiError
 from api.schemas import ChatRequest, ChatResponse
 from api.state import ApiResources
 from api.turn_stream import relay_turn
-from core.errors import ErrorCode
+from core.errors import ErrorCode, KeelError
+from core.models.agents import AgentDefinition
 from core.models.chat import TurnResult
 from core.models.principal import Principal
 from core.policy.acl import acl_filter
@@ -25,14 +26,27 @@ router = APIRouter(prefix="/api/v1/chat", tags=["chat"])
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
-async def _session_for(resources: ApiResources, principal: Principal, session_id: str | None) -> str:
-    if session_id is None:
-        return chat_gateway.new_session_id()
-    if not SESSION_ID.match(session_id) or (
-        await resources.chats.get_session(session_id, user_id=principal.user_id) is None
-    ):
+async def _session_for(
+    resources: ApiResources, principal: Principal, body: ChatRequest
+) -> tuple[str, AgentDefinition]:
+    """(session id, the agent it runs): a new session takes ``agent`` (or the default);
+    an existing one keeps the agent it was started with."""
+    if body.session_id is None:
+        name = body.agent or resources.settings.default_agent
+        try:
+            return chat_gateway.new_session_id(), resources.agents.get(name)
+        except KeelError as err:
+            raise ApiError(ErrorCode.INVALID_REQUEST, err.message) from err
+    record = None
+    if SESSION_ID.match(body.session_id):
+        record = await resources.chats.get_session(body.session_id, user_id=principal.user_id)
+    if record is None:
         raise ApiError(ErrorCode.SESSION_NOT_FOUND, "session not found")
-    return session_id
+    try:
+        agent = resources.agents.get(record.agent)
+    except KeelError:
+        agent = resources.agents.get(resources.settings.default_agent)  # its definition was removed
+    return record.id, agent
 
 
 def _check_message(resources: ApiResources, message: str) -> None:
@@ -59,7 +73,7 @@ def _response(result: TurnResult) -> ChatResponse:
 async def chat(body: ChatRequest, principal: PrincipalDep, resources: ResourcesDep) -> ChatResponse:
     """Send a message and wait for the finished turn."""
     _check_message(resources, body.message)
-    session_id = await _session_for(resources, principal, body.session_id)
+    session_id, agent = await _session_for(resources, principal, body)
     handle = await chat_gateway.start_turn(
         resources.temporal,
         resources.settings,
@@ -69,6 +83,7 @@ async def chat(body: ChatRequest, principal: PrincipalDep, resources: ResourcesD
         turn_id=chat_gateway.new_turn_id(),
         knowledge_base_ids=body.knowledge_base_ids,
         search_knowledge=await _has_knowledge(resources, principal, body.knowledge_base_ids),
+        agent=agent,
     )
     result = await chat_gateway.turn_result(handle, timeout_s=resources.settings.request_timeout_s)
     return _response(result)
@@ -89,7 +104,7 @@ async def chat_stream(
     and ``Last-Event-ID``.
     """
     _check_message(resources, body.message)
-    session_id = await _session_for(resources, principal, body.session_id)
+    session_id, agent = await _session_for(resources, principal, body)
     turn_id = chat_gateway.new_turn_id()
     handle = await chat_gateway.start_turn(
         resources.temporal,
@@ -100,6 +115,7 @@ async def chat_stream(
         turn_id=turn_id,
         knowledge_base_ids=body.knowledge_base_ids,
         search_knowledge=await _has_knowledge(resources, principal, body.knowledge_base_ids),
+        agent=agent,
     )
     result_task = asyncio.ensure_future(handle.result())
     # The relay may stop waiting early; the outcome is then read here so it is never left unretrieved.

@@ -141,6 +141,7 @@ class BeginTurnInput(BaseModel):
 
 
 class RetrieveInput(BaseModel):
+    agent: str = "default"
     session_id: str
     turn_id: str
     user_id: str
@@ -155,6 +156,7 @@ class RetrieveResult(BaseModel):
 
 
 class LlmCallInput(BaseModel):
+    agent: str = "default"
     session_id: str
     turn_id: str
     step: int = 0

@@ -67,6 +67,7 @@ class ApprovalDecision(BaseModel):
 
 
 class LoadToolsInput(BaseModel):
+    agent: str = "default"
     user_id: str
     groups: list[str] = Field(default_factory=list)
 

@@ -27,6 +27,7 @@ class SessionRecord(BaseModel):
     user_id: str
     title: str
     agent: str
+    agent_version: str | None = None
     turn_count: int
     prompt_tokens: int
     completion_tokens: int
@@ -70,7 +71,14 @@ class ChatRepository:
 
     # ---------------------------------------------------------------- writes
     async def begin_turn(
-        self, *, session_id: str, user_id: str, turn_id: str, message: str, agent: str
+        self,
+        *,
+        session_id: str,
+        user_id: str,
+        turn_id: str,
+        message: str,
+        agent: str,
+        agent_version: str | None = None,
     ) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(
@@ -85,11 +93,13 @@ class ChatRepository:
             if owner != user_id:
                 raise KeelError(ErrorCode.SESSION_NOT_FOUND, "session not found")
             await conn.execute(
-                "INSERT INTO chat_turns (id, session_id, user_id, status) VALUES ($1, $2, $3, 'running')"
-                " ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO chat_turns (id, session_id, user_id, status, agent, agent_version)"
+                " VALUES ($1, $2, $3, 'running', $4, $5) ON CONFLICT (id) DO NOTHING",
                 turn_id,
                 session_id,
                 user_id,
+                agent,
+                agent_version,
             )
             await conn.execute(
                 "INSERT INTO chat_messages (session_id, turn_id, seq, role, content)"
@@ -98,7 +108,12 @@ class ChatRepository:
                 turn_id,
                 message,
             )
-            await conn.execute("UPDATE chat_sessions SET updated_at = now() WHERE id = $1", session_id)
+            await conn.execute(
+                "UPDATE chat_sessions SET updated_at = now(), agent_version = COALESCE($2, agent_version)"
+                " WHERE id = $1",
+                session_id,
+                agent_version,
+            )
 
     async def complete_turn(self, *, session_id: str, turn_id: str, result: TurnResult) -> bool:
         """Record the outcome once; returns False when it was already recorded."""

@@ -34,8 +34,6 @@ message starts with it, so a failure can be replayed.
 from __future__ import annotations
 
 import hashlib
-import importlib
-import inspect
 import math
 import os
 import random
@@ -55,10 +53,12 @@ from core.models.knowledge import ChunkPayload, IndexPoint, OwnerType, point_id
 from core.models.principal import Principal
 from core.names import turn_stream_key
 from core.policy.acl import AclFilter, acl_filter
+from infra.agents import AgentRegistry
 from infra.blobstore import FilesystemBlobStore
 from infra.db.chat_repo import ChatRepository
 from infra.db.knowledge_repo import DocumentRecord, KnowledgeRepository
 from infra.db.pool import create_pool
+from infra.db.tools_repo import ToolsRepository
 from infra.knowledge import KnowledgeServices
 from infra.llm import ChatModel
 from infra.redis_client import create_redis
@@ -561,11 +561,9 @@ async def test_readable_kbs_ignores_shares_on_documents_being_deleted(pool: asyn
 
 # ---------------------------------------------------------------- chat retrieval
 def chat_activities(pool: asyncpg.Pool, **wiring: Any) -> ChatActivities:
-    """``ChatActivities`` as the chat worker wires them. The tools repository (not used by
-    ``retrieve``) is passed only where this checkout's constructor takes one."""
-    if "tools_repo" in inspect.signature(ChatActivities).parameters:
-        wiring["tools_repo"] = importlib.import_module("infra.db.tools_repo").ToolsRepository(pool)
-    return ChatActivities(**wiring)
+    """``ChatActivities`` as the chat worker wires them (the tools repository and agent
+    registry are not used by ``retrieve`` but are part of the wiring)."""
+    return ChatActivities(**wiring, tools_repo=ToolsRepository(pool), agents=AgentRegistry.load(None))
 
 
 class HashEmbedder:
