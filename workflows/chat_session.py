@@ -96,6 +96,7 @@ class ChatSessionWorkflow:
         self._activity_seen = False
         self._approvals: dict[str, ApprovalView] = {}
         self._decisions: dict[str, ApprovalDecision] = {}
+        self._announced: set[str] = set()
         self._turn_records: dict[str, list[ToolCallRecord]] = {}
 
     # ------------------------------------------------------------------ run
@@ -131,7 +132,7 @@ class ChatSessionWorkflow:
         if not workflow.patched("tool-loop"):
             return await self._locked_turn(req)
         turn = asyncio.ensure_future(self._locked_turn(req))
-        await workflow.wait_condition(lambda: turn.done() or bool(self._awaiting(req.turn_id)))
+        await workflow.wait_condition(lambda: turn.done() or self._all_announced(req.turn_id))
         if turn.done():
             return turn.result()
         return TurnResult(
@@ -322,7 +323,10 @@ class ChatSessionWorkflow:
                     model=llm.model,
                     notice=llm.notice or (ErrorCode.RETRIEVAL_UNAVAILABLE if retrieval_failed else None),
                 )
-            results = [await self._run_tool(req, call, tools) for call in llm.tool_calls]
+            # One step's calls run concurrently (and so wait for their approvals concurrently).
+            results = list(
+                await asyncio.gather(*(self._run_tool(req, call, tools) for call in llm.tool_calls))
+            )
             records.extend(results)
             await self._write(
                 ChatActivities.record_tool_step,
@@ -478,6 +482,7 @@ class ChatSessionWorkflow:
                 approval=approval, requester=inp.user_id, timeout_s=inp.limits.approval_timeout_s
             ),
         )
+        self._announced.add(approval.id)  # stored: an approver can now find and decide it
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(
                 lambda: approval.id in self._decisions or self._deleted,
@@ -499,8 +504,17 @@ class ChatSessionWorkflow:
         )
         return approval
 
+    def _all_announced(self, turn_id: str) -> bool:
+        """Some approval of this turn waits, and every one it created is stored."""
+        pending = [a for a in self._approvals.values() if a.turn_id == turn_id and a.status == "pending"]
+        return bool(pending) and all(a.id in self._announced for a in pending)
+
     def _awaiting(self, turn_id: str) -> list[ApprovalView]:
-        return [a for a in self._approvals.values() if a.turn_id == turn_id and a.status == "pending"]
+        return [
+            a
+            for a in self._approvals.values()
+            if a.turn_id == turn_id and a.status == "pending" and a.id in self._announced
+        ]
 
     def _remember(self, result: TurnResult) -> None:
         carry = self._carry

@@ -161,6 +161,39 @@ async def test_approval_approve_deny_and_non_approver(
         assert "denied" in _tool_messages(llm.requests[-1])[0]["content"]
 
 
+async def test_two_concurrent_approvals_in_one_turn(
+    tool_settings: Settings, temporal_client: Client, llm: FakeOpenAI, counter: CounterMcpServer
+) -> None:
+    async with running_platform(tool_settings, temporal_client) as api:
+        await _add(
+            api, await _admin(api), name="counter", transport="http", url=counter.url, requires_approval=True
+        )
+        user = await api.auth("appr-two")
+        llm.enqueue(
+            ToolCalls(
+                [
+                    ToolCall("counter__record_event", json.dumps({"name": "first"})),
+                    ToolCall("counter__record_event", json.dumps({"name": "second"})),
+                ]
+            ),
+            Reply("One done, one refused."),
+        )
+        body = (await api.http.post("/api/v1/chat", json={"message": "both"}, headers=user)).json()
+        assert body["status"] == "awaiting_approval"
+        by_name = {a["arguments"]["name"]: a["id"] for a in body["approvals"]}
+        assert set(by_name) == {"first", "second"}
+        pending = (await api.http.get("/api/v1/approvals", headers=user)).json()["approvals"]
+        assert {a["id"] for a in pending} == set(by_name.values())
+        await api.http.post(f"/api/v1/approvals/{by_name['second']}", json={"decision": "deny"}, headers=user)
+        await api.http.post(
+            f"/api/v1/approvals/{by_name['first']}", json={"decision": "approve"}, headers=user
+        )
+        assert await _wait_final_answer(api, user, body["session_id"]) == "One done, one refused."
+    assert counter.events == ["first"]
+    results = sorted(m["content"] for m in _tool_messages(llm.requests[-1]))
+    assert any("denied" in r for r in results)
+
+
 async def test_approval_expires_and_counts_as_denied(
     tool_settings: Settings, temporal_client: Client, llm: FakeOpenAI, counter: CounterMcpServer
 ) -> None:
