@@ -271,3 +271,35 @@ async def test_tool_urls_to_private_addresses_are_refused(
             )
             assert resp.status_code == 403, (url, resp.text)
             assert resp.json()["error"]["code"] == "policy_denied"
+
+
+async def test_stream_pauses_at_approval_and_resumes_after_the_decision(
+    tool_settings: Settings, temporal_client: Client, llm: FakeOpenAI, counter: CounterMcpServer
+) -> None:
+    from tests.support.sse import collect
+
+    async with running_platform(tool_settings, temporal_client) as api:
+        await _add(
+            api, await _admin(api), name="counter", transport="http", url=counter.url, requires_approval=True
+        )
+        user = await api.auth("appr-stream")
+        llm.enqueue(
+            ToolCalls([ToolCall("counter__record_event", json.dumps({"name": "s"}))]), Reply("Streamed.")
+        )
+        async with api.http.stream(
+            "POST", "/api/v1/chat/stream", json={"message": "go"}, headers=user
+        ) as resp:
+            session_id, turn_id = resp.headers["x-session-id"], resp.headers["x-turn-id"]
+            events = await collect(resp, until=("approval.required", "turn.completed", "error"))
+        assert events[-1].event == "approval.required"
+        approval = events[-1].data
+        assert approval["tool"] == "counter__record_event" and approval["arguments"] == {"name": "s"}
+        await api.http.post(f"/api/v1/approvals/{approval['id']}", json={"decision": "approve"}, headers=user)
+        url = f"/api/v1/sessions/{session_id}/turns/{turn_id}/events"
+        async with api.http.stream(
+            "GET", url, headers={**user, "Last-Event-ID": events[-1].id or ""}
+        ) as resp:
+            rest = await collect(resp)
+    assert rest[-1].event == "turn.completed"
+    assert rest[-1].data["message"]["content"] == "Streamed."
+    assert counter.executions == 1
