@@ -241,9 +241,11 @@ class ChatSessionWorkflow:
                     agent=inp.agent,
                 ),
             )
-            # Persisting the message and searching knowledge are independent: run them together.
-            _, (citations, retrieval_failed) = await asyncio.gather(begin, self._retrieve(req))
-            result = await self._model_answer(req, citations, retrieval_failed=retrieval_failed)
+            # Persisting the message, searching knowledge and loading the tools are independent.
+            _, (citations, retrieval_failed), tools = await asyncio.gather(
+                begin, self._retrieve(req), self._offered_tools(req)
+            )
+            result = await self._model_answer(req, citations, tools, retrieval_failed=retrieval_failed)
             await self._write(
                 ChatActivities.complete_turn,
                 CompleteTurnInput(
@@ -288,11 +290,10 @@ class ChatSessionWorkflow:
         return found.citations, False
 
     async def _model_answer(
-        self, req: TurnRequest, citations: list[Citation], *, retrieval_failed: bool
+        self, req: TurnRequest, citations: list[Citation], tools: list[ToolSpec], *, retrieval_failed: bool
     ) -> TurnResult:
         """The agent loop: model call → policy → (approval) → tool call → model call …"""
         inp = self._input
-        tools = await self._offered_tools(req)
         records = self._turn_records.setdefault(req.turn_id, [])
         usage = Usage()
         max_steps = inp.limits.max_tool_steps
@@ -399,7 +400,8 @@ class ChatSessionWorkflow:
     async def _offered_tools(self, req: TurnRequest) -> list[ToolSpec]:
         if not workflow.patched("tool-loop"):
             return []
-        loaded: LoadToolsResult = await workflow.execute_activity_method(
+        # A short Postgres read: a local activity, no task-queue round trip.
+        loaded: LoadToolsResult = await workflow.execute_local_activity_method(
             ToolActivities.load_tools,
             LoadToolsInput(agent=self._input.agent, user_id=self._input.user_id, groups=req.groups),
             **activity_presets.DATABASE,
