@@ -1,4 +1,8 @@
-"""Replay committed ChatSessionWorkflow histories with today's code.
+"""Replay committed workflow histories with today's code.
+
+``two_turns_then_delete``, ``retried_model_call`` and ``rejected_model_call``
+were recorded before knowledge search and tools existed (they replay through the
+``workflow.patched`` branches); ``v2_*`` were recorded with them.
 
 A change that breaks determinism for running sessions fails here; such changes
 go behind ``workflow.patched()``. To record fresh histories after a deliberate,
@@ -7,6 +11,7 @@ patched change: ``KEEL_RECORD_HISTORIES=1 .venv/bin/python -m pytest tests/workf
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
@@ -16,12 +21,34 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from core.names import chat_workflow_id
-from tests.conftest import RunningApi
-from tests.fakes.openai_server import Error, FakeOpenAI, Reply
+from core.names import (
+    batch_workflow_id,
+    chat_workflow_id,
+    delete_workflow_id,
+    ingest_workflow_id,
+    tool_discovery_workflow_id,
+)
+from infra.settings import Settings
+from tests.conftest import RunningApi, running_platform
+from tests.fakes.mcp_counter_server import CounterMcpServer
+from tests.fakes.openai_server import Error, FakeOpenAI, Reply, ToolCall, ToolCalls
+from tests.knowledge.test_documents_api import HANDBOOK, upload, wait_settled
+from workflows.batch_ingest import BatchIngestWorkflow
 from workflows.chat_session import ChatSessionWorkflow
+from workflows.delete_document import DeleteDocumentWorkflow
+from workflows.document_acl import DocumentAclWorkflow
+from workflows.ingest_document import IngestDocumentWorkflow
+from workflows.tool_discovery import ToolDiscoveryWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
+ALL_WORKFLOWS = [
+    ChatSessionWorkflow,
+    IngestDocumentWorkflow,
+    BatchIngestWorkflow,
+    DeleteDocumentWorkflow,
+    DocumentAclWorkflow,
+    ToolDiscoveryWorkflow,
+]
 
 
 def _histories() -> list[Path]:
@@ -29,14 +56,14 @@ def _histories() -> list[Path]:
 
 
 def test_histories_are_committed() -> None:
-    assert len(_histories()) >= 3
+    assert len(_histories()) >= 8
 
 
 @pytest.mark.parametrize("path", _histories(), ids=lambda p: p.stem)
 async def test_replay(path: Path) -> None:
     data = json.loads(path.read_text())
     history = WorkflowHistory.from_json(data["workflow_id"], data["history"])
-    replayer = Replayer(workflows=[ChatSessionWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=ALL_WORKFLOWS, data_converter=pydantic_data_converter)
     await replayer.replay_workflow(history)
 
 
@@ -67,3 +94,75 @@ async def test_record_histories(platform: RunningApi, llm: FakeOpenAI, temporal_
     failed = (await platform.http.post("/api/v1/chat", json={"message": "reject"}, headers=headers)).json()
     assert failed["status"] == "failed"
     await save("rejected_model_call", failed["session_id"])
+
+
+@pytest.mark.skipif(not os.environ.get("KEEL_RECORD_HISTORIES"), reason="records histories on demand")
+async def test_record_v2_histories(
+    settings: Settings, temporal_client: Client, llm: FakeOpenAI, tmp_path: Path
+) -> None:
+    """Knowledge search, a tool call waiting for approval, ingestion, batch, share, delete, discovery."""
+
+    async def save(name: str, workflow_id: str) -> None:
+        history = await temporal_client.get_workflow_handle(workflow_id).fetch_history()
+        payload = {"workflow_id": history.workflow_id, "history": json.loads(history.to_json())}
+        (HISTORIES / f"v2_{name}.json").write_text(json.dumps(payload, indent=1) + "\n")
+
+    with CounterMcpServer() as counter:
+        tool_settings = settings.model_copy(update={"tool_allowed_hosts": ["127.0.0.1"]})
+        async with running_platform(tool_settings, temporal_client) as api:
+            admin = {"Authorization": f"Bearer {await api.token('replay-admin', roles=['OrgAdmin'])}"}
+            user = await api.auth("replay-v2")
+            added = await api.http.post(
+                "/api/v1/admin/tools",
+                json={"name": "counter", "transport": "http", "url": counter.url, "requires_approval": True},
+                headers=admin,
+            )
+            assert added.status_code == 201, added.text
+            await save("tool_discovery", tool_discovery_workflow_id(added.json()["id"]))
+
+            kb = (await api.http.get("/api/v1/knowledge-bases", headers=user)).json()["knowledge_bases"][0][
+                "id"
+            ]
+            doc_id = await upload(api, user, kb, "handbook.txt", HANDBOOK.encode())
+            assert (await wait_settled(api, user, kb, doc_id))["status"] == "ready"
+            await save("ingest_document", ingest_workflow_id(doc_id))
+            shared = await api.http.post(
+                f"/api/v1/knowledge-bases/{kb}/documents/{doc_id}/shares",
+                json={"user_ids": ["x"]},
+                headers=user,
+            )
+            assert shared.status_code == 200
+
+            llm.enqueue(
+                ToolCalls([ToolCall("counter__record_event", json.dumps({"name": "r"}))]), Reply("Done.")
+            )
+            body = (
+                await api.http.post("/api/v1/chat", json={"message": "reset password"}, headers=user)
+            ).json()
+            [approval] = body["approvals"]
+            await api.http.post(
+                f"/api/v1/approvals/{approval['id']}", json={"decision": "approve"}, headers=user
+            )
+            for _ in range(200):
+                detail = (await api.http.get(f"/api/v1/sessions/{body['session_id']}", headers=user)).json()
+                if detail["turn_count"] == 1:
+                    break
+                await asyncio.sleep(0.1)
+            await save("chat_retrieval_tool_approval", chat_workflow_id(body["session_id"]))
+
+            files = [("files", (f"b{n}.txt", HANDBOOK.encode(), "text/plain")) for n in range(2)]
+            batch = (
+                await api.http.post(f"/api/v1/knowledge-bases/{kb}/ingestions", files=files, headers=user)
+            ).json()
+            for _ in range(300):
+                if (await api.http.get(f"/api/v1/ingestions/{batch['batch_id']}", headers=user)).json()[
+                    "done"
+                ]:
+                    break
+                await asyncio.sleep(0.1)
+            await save("batch_ingest", batch_workflow_id(batch["batch_id"]))
+            assert (
+                await api.http.delete(f"/api/v1/knowledge-bases/{kb}/documents/{doc_id}", headers=user)
+            ).status_code == 204
+            await save("delete_document", delete_workflow_id(doc_id))
+            await api.http.delete(f"/api/v1/admin/tools/{added.json()['id']}", headers=admin)
