@@ -84,12 +84,14 @@ class ParsedDocument(BaseModel):
     page_count: int
 
 
-def detect_type(*, filename: str, content_type: str | None, data: bytes) -> DocType:
+def detect_type(
+    *, filename: str, content_type: str | None, data: bytes, max_unpacked_bytes: int = MAX_DOCX_UNPACKED_BYTES
+) -> DocType:
     """The document type, decided by the bytes; the name (or declared type) must agree with them."""
     if not data or data.isspace():
         raise KeelError(ErrorCode.DOCUMENT_EMPTY, "The file is empty.")
     claimed, claim = _claimed_type(filename, content_type)
-    sniffed = _sniff_binary(data, claimed, claim)
+    sniffed = _sniff_binary(data, claimed, claim, max_unpacked_bytes)
     if sniffed is not None:
         return sniffed
     text = _decode(data)
@@ -109,13 +111,16 @@ def parse_document(
     content_type: str | None = None,
     max_pages: int = 2000,
     on_page: Callable[[int], None] | None = None,
+    max_unpacked_bytes: int = MAX_DOCX_UNPACKED_BYTES,
 ) -> ParsedDocument:
     """Detect the type and extract text (PDF pages, DOCX as markdown-ish text, HTML as markdown).
 
     ``on_page(n)`` is called after each extracted page (once for unpaged types) so
     a long parse can heartbeat.
     """
-    doc_type = detect_type(filename=filename, content_type=content_type, data=data)
+    doc_type = detect_type(
+        filename=filename, content_type=content_type, data=data, max_unpacked_bytes=max_unpacked_bytes
+    )
     if doc_type == "pdf":
         parsed = _parse_pdf(data, max_pages=max_pages, on_page=on_page)
     else:
@@ -149,13 +154,15 @@ def _claimed_type(filename: str, content_type: str | None) -> tuple[DocType | No
     return None, "Unsupported file: it has no extension and its content is not recognised"
 
 
-def _sniff_binary(data: bytes, claimed: DocType | None, claim: str) -> DocType | None:
+def _sniff_binary(
+    data: bytes, claimed: DocType | None, claim: str, max_unpacked_bytes: int
+) -> DocType | None:
     if data[:1024].lstrip().startswith(b"%PDF-"):
         if claimed not in (None, "pdf"):
             raise _mismatch(claim, claimed, "a PDF")
         return "pdf"
     if data.startswith(b"PK\x03\x04"):
-        kind = _zip_kind(data, claimed)
+        kind = _zip_kind(data, claimed, max_unpacked_bytes)
         if kind == "docx" and claimed in (None, "docx"):
             return "docx"
         what = "a Word document (.docx)" if kind == "docx" else kind
@@ -165,7 +172,7 @@ def _sniff_binary(data: bytes, claimed: DocType | None, claim: str) -> DocType |
     return None
 
 
-def _zip_kind(data: bytes, claimed: DocType | None) -> str:
+def _zip_kind(data: bytes, claimed: DocType | None, max_unpacked_bytes: int) -> str:
     """``"docx"`` or a description of the ZIP archive; a broken one claimed as .docx is corrupt."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -178,10 +185,10 @@ def _zip_kind(data: bytes, claimed: DocType | None) -> str:
             ) from exc
         return "a damaged ZIP archive"
     if "word/document.xml" in names:
-        if unpacked > MAX_DOCX_UNPACKED_BYTES:
+        if unpacked > max_unpacked_bytes:
             raise KeelError(
                 ErrorCode.DOCUMENT_TOO_LARGE,
-                f"The Word document unpacks to more than {MAX_DOCX_UNPACKED_BYTES // (1024 * 1024)} MB.",
+                f"The Word document unpacks to more than {max_unpacked_bytes} bytes.",
             )
         return "docx"
     if "xl/workbook.xml" in names:

@@ -10,7 +10,6 @@ import pytest
 from docx import Document
 from pypdf import PdfReader, PdfWriter
 
-import infra.parsing
 from core.errors import ErrorCode, KeelError
 from core.ingest.chunking import chunk_document
 from infra.parsing import ParsedDocument, detect_type, parse_document
@@ -238,9 +237,11 @@ def test_corrupt_docx() -> None:
     assert error_of(broken_xml, "report.docx").code == ErrorCode.DOCUMENT_CORRUPT
 
 
-def test_docx_that_unpacks_too_big(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(infra.parsing, "MAX_DOCX_UNPACKED_BYTES", 1000)
-    assert error_of(build_docx(), "bomb.docx").code == ErrorCode.DOCUMENT_TOO_LARGE
+def test_docx_that_unpacks_too_big() -> None:
+    with pytest.raises(KeelError) as info:
+        parse_document(build_docx(), filename="bomb.docx", max_unpacked_bytes=1000)
+    assert info.value.code == ErrorCode.DOCUMENT_TOO_LARGE
+    assert parse_document(build_docx(), filename="fine.docx").doc_type == "docx"
 
 
 # ------------------------------------------------------------------ HTML, markdown, text, JSON
