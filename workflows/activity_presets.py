@@ -15,78 +15,49 @@ from core.errors import NON_RETRYABLE
 
 _NON_RETRYABLE_TYPES = sorted(str(code) for code in NON_RETRYABLE)
 
+
+def _options(
+    *,
+    timeout: timedelta,
+    attempts: int,
+    first_retry: timedelta,
+    max_interval: timedelta | None = None,
+    heartbeat: timedelta | None = None,
+) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "start_to_close_timeout": timeout,
+        "retry_policy": RetryPolicy(
+            initial_interval=first_retry,
+            backoff_coefficient=2.0,
+            maximum_interval=max_interval,
+            maximum_attempts=attempts,
+            non_retryable_error_types=_NON_RETRYABLE_TYPES,
+        ),
+    }
+    if heartbeat is not None:
+        options["heartbeat_timeout"] = heartbeat
+    return options
+
+
+_S = timedelta(seconds=1)
+
 #: Postgres/Redis writes of our own: short, retried generously (they are idempotent).
-DATABASE: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(seconds=10),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(milliseconds=200),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(seconds=10),
-        maximum_attempts=10,
-        non_retryable_error_types=_NON_RETRYABLE_TYPES,
-    ),
-}
+DATABASE = _options(timeout=10 * _S, attempts=10, first_retry=_S / 5, max_interval=10 * _S)
 
 #: One streamed model call: 120 s, 3 attempts with exponential backoff.
 #: The heartbeat timeout lets a crashed worker's attempt be retried within seconds.
-LLM_STREAM: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(seconds=120),
-    "heartbeat_timeout": timedelta(seconds=10),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(seconds=20),
-        maximum_attempts=3,
-        non_retryable_error_types=_NON_RETRYABLE_TYPES,
-    ),
-}
+LLM_STREAM = _options(timeout=120 * _S, attempts=3, first_retry=_S, max_interval=20 * _S, heartbeat=10 * _S)
 
 #: Parse + chunk one document: long (big PDFs), heartbeating while it parses.
-PARSE: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(minutes=15),
-    "heartbeat_timeout": timedelta(seconds=30),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(seconds=30),
-        maximum_attempts=3,
-        non_retryable_error_types=_NON_RETRYABLE_TYPES,
-    ),
-}
+PARSE = _options(timeout=15 * 60 * _S, attempts=3, first_retry=_S, max_interval=30 * _S, heartbeat=30 * _S)
 
 #: Embed + upsert in batches; heartbeats carry the next chunk index to resume from.
-INDEX: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(minutes=60),
-    "heartbeat_timeout": timedelta(seconds=30),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(seconds=30),
-        maximum_attempts=5,
-        non_retryable_error_types=_NON_RETRYABLE_TYPES,
-    ),
-}
+INDEX = _options(timeout=60 * 60 * _S, attempts=5, first_retry=_S, max_interval=30 * _S, heartbeat=30 * _S)
 
 #: One Qdrant call (search, payload update, delete): 10 s, retried once (DESIGN.md §7).
-VECTOR: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(seconds=10),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(milliseconds=500),
-        maximum_attempts=2,
-        non_retryable_error_types=_NON_RETRYABLE_TYPES,
-    ),
-}
+VECTOR = _options(timeout=10 * _S, attempts=2, first_retry=_S / 2)
 
 
 def tool_call(*, timeout_s: int, max_retries: int) -> dict[str, Any]:
     """One MCP tool call: the tool's own timeout and retry count (from its allowlist entry)."""
-    return {
-        "start_to_close_timeout": timedelta(seconds=timeout_s),
-        "retry_policy": RetryPolicy(
-            initial_interval=timedelta(seconds=1),
-            backoff_coefficient=2.0,
-            maximum_interval=timedelta(seconds=30),
-            maximum_attempts=max_retries + 1,
-            non_retryable_error_types=_NON_RETRYABLE_TYPES,
-        ),
-    }
+    return _options(timeout=timeout_s * _S, attempts=max_retries + 1, first_retry=_S, max_interval=30 * _S)
