@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-import structlog
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
 from temporalio.client import Client
 
-from api.errors import ApiError
+from api.security import authenticate
 from api.state import ApiResources
-from core.errors import ErrorCode, KeelError
 from core.models.principal import Principal
-from infra.auth.dev_tokens import verify_dev_token
+from core.policy.permissions import Permission
 from infra.settings import Settings
 
 
@@ -35,31 +33,17 @@ def get_temporal(resources: ResourcesDep) -> Client:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 
-_BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="keel"'}
+
+def requires(permission: Permission) -> Any:
+    """``Annotated[Principal, requires(Permission.X)]``: the caller, who must hold ``X``."""
+    return Security(authenticate, scopes=[permission.value])
 
 
-def _bearer_token(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(
-            ErrorCode.UNAUTHENTICATED,
-            "send 'Authorization: Bearer <token>'",
-            headers=_BEARER_CHALLENGE,
-        )
-    return token.strip()
-
-
-def get_principal(request: Request, settings: SettingsDep) -> Principal:
-    token = _bearer_token(request)
-    if settings.auth_mode != "dev":
-        raise ApiError(ErrorCode.INVALID_TOKEN, "this token kind is not accepted", headers=_BEARER_CHALLENGE)
-    try:
-        principal = verify_dev_token(token, secret=settings.secret_key.get_secret_value())
-    except KeelError as err:
-        raise ApiError(err.code, err.message, headers=_BEARER_CHALLENGE) from err
-    structlog.contextvars.bind_contextvars(user_id=principal.user_id)
-    return principal
-
-
-PrincipalDep = Annotated[Principal, Depends(get_principal)]
+PrincipalDep = Annotated[Principal, Security(authenticate)]
+"""Any authenticated caller (rate-limited); routes that need a permission use the aliases below."""
+AgentUser = Annotated[Principal, requires(Permission.USE_AGENT)]
+KbReader = Annotated[Principal, requires(Permission.QUERY_KB)]
+Uploader = Annotated[Principal, requires(Permission.UPLOAD_DOCS)]
+OrgKbAdmin = Annotated[Principal, requires(Permission.MANAGE_ORG_KB)]
+ToolAdmin = Annotated[Principal, requires(Permission.MANAGE_TOOLS)]
+AuditViewer = Annotated[Principal, requires(Permission.VIEW_AUDIT_LOGS)]

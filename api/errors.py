@@ -30,6 +30,9 @@ _STATUS_BY_CODE: dict[str, int] = {
     ErrorCode.TOKEN_EXPIRED: 401,
     ErrorCode.INVALID_TOKEN: 401,
     ErrorCode.FORBIDDEN: 403,
+    ErrorCode.INSUFFICIENT_SCOPE: 403,
+    ErrorCode.CSRF_FAILED: 403,
+    ErrorCode.LOGIN_FAILED: 401,
     ErrorCode.DEV_AUTH_DISABLED: 404,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.SESSION_NOT_FOUND: 404,
@@ -55,6 +58,7 @@ _STATUS_BY_CODE: dict[str, int] = {
     ErrorCode.UPSTREAM_UNAVAILABLE: 503,
     ErrorCode.TIMEOUT: 504,
     ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.OVERLOADED: 503,
     ErrorCode.INTERNAL: 500,
 }
 

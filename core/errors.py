@@ -23,6 +23,9 @@ class ErrorCode(StrEnum):
     TOKEN_EXPIRED = "token_expired"
     INVALID_TOKEN = "invalid_token"
     FORBIDDEN = "forbidden"
+    INSUFFICIENT_SCOPE = "insufficient_scope"
+    CSRF_FAILED = "csrf_failed"
+    LOGIN_FAILED = "login_failed"
     DEV_AUTH_DISABLED = "dev_auth_disabled"
     # resources
     NOT_FOUND = "not_found"
@@ -41,6 +44,7 @@ class ErrorCode(StrEnum):
     POLICY_DENIED = "policy_denied"
     BUDGET_EXCEEDED = "budget_exceeded"
     RATE_LIMITED = "rate_limited"
+    OVERLOADED = "overloaded"
     # documents and knowledge bases
     KNOWLEDGE_BASE_NOT_FOUND = "knowledge_base_not_found"
     DOCUMENT_NOT_FOUND = "document_not_found"

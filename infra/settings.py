@@ -12,7 +12,10 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.policy.permissions import ROLE_PERMISSIONS
+
 DEV_SECRET_PLACEHOLDER = "keel-dev-insecure-secret-change-me"
+_ROLES = frozenset(ROLE_PERMISSIONS)
 
 LlmProvider = Literal["openai", "azure", "none"]
 
@@ -102,6 +105,56 @@ class Settings(BaseSettings):
     tool_redact_pattern: str = r"pass(word)?|secret|token|api[_-]?key|authorization|credential"
     tool_header_secrets: dict[str, dict[str, str]] = Field(default_factory=dict)
 
+    # --- identity: EntraID / any OIDC issuer ---------------------------------
+    entra_tenant_id: str | None = None
+    entra_client_id: str | None = None
+    entra_client_secret: SecretStr | None = None
+    entra_client_certificate_path: Path | None = None
+    entra_client_certificate_thumbprint: str | None = None
+    entra_authority_host: str = "https://login.microsoftonline.com"
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    oidc_algorithms: list[str] = Field(default_factory=lambda: ["RS256"])
+    oidc_leeway_s: int = Field(default=60, ge=0, le=600)
+    oidc_jwks_cache_s: int = Field(default=3600, ge=60)
+    oidc_jwks_min_refresh_s: int = Field(default=30, ge=0)
+    role_mapping: dict[str, str] = Field(default_factory=dict)
+    graph_base_url: str = "https://graph.microsoft.com"
+    graph_groups_cache_s: int = Field(default=3600, ge=0)
+    # --- web sign-in (authorization code + PKCE through MSAL) ---------------
+    web_redirect_uri: str | None = None
+    web_post_login_path: str = "/"
+    web_scopes: list[str] = Field(default_factory=list)
+    session_cookie_secure: bool = True
+    session_ttl_s: int = Field(default=8 * 3600, ge=60)
+    # --- API keys ------------------------------------------------------------
+    api_key_max_ttl_days: int = Field(default=365, ge=1)
+
+    # --- rate limits and load shedding ---------------------------------------
+    rate_limit_per_minute: int = Field(default=60, ge=1)
+    rate_limit_fail_mode: Literal["open", "closed"] = "open"
+    max_concurrent_requests: int = Field(default=256, ge=1)
+
+    # --- token budgets and prices ------------------------------------------
+    budget_daily_tokens: int | None = Field(default=200_000, ge=1)
+    budget_monthly_tokens: int | None = Field(default=4_000_000, ge=1)
+    budget_warning_ratio: float = Field(default=0.8, gt=0, lt=1)
+    budget_reservation_ttl_s: int = Field(default=3600, ge=60)
+    llm_prices: dict[str, dict[str, float]] = Field(default_factory=dict)
+    cost_currency: str = "USD"
+
+    # --- audit trail ---------------------------------------------------------
+    audit_hmac_key: SecretStr | None = None
+    audit_retention_days: int = Field(default=90, ge=1)
+    audit_retention_by_event: dict[str, int] = Field(default_factory=dict)
+    audit_retention_interval_s: int = Field(default=24 * 3600, ge=60)
+    audit_export_interval_s: int = Field(default=60, ge=1)
+    audit_webhook_url: str | None = None
+    audit_webhook_secret: SecretStr | None = None
+    audit_syslog_address: str | None = None
+    audit_task_queue: str = "keel-audit"
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.env == "production":
@@ -114,7 +167,60 @@ class Settings(BaseSettings):
                     "KEEL_DATABASE_URL, KEEL_REDIS_URL and KEEL_TEMPORAL_ADDRESS are required "
                     "when KEEL_ENV=production (embedded engines are for development only)"
                 )
+            if not self.oidc_enabled or not self.resolved_oidc_audiences:
+                raise ValueError(
+                    "KEEL_ENTRA_TENANT_ID and KEEL_ENTRA_CLIENT_ID (or KEEL_OIDC_ISSUER, "
+                    "KEEL_OIDC_AUDIENCE and KEEL_OIDC_JWKS_URL) are required when KEEL_ENV=production"
+                )
+        if self.oidc_enabled and not (self.resolved_oidc_issuers and self.resolved_oidc_audiences):
+            raise ValueError(
+                "OIDC needs an issuer and an audience: set KEEL_OIDC_ISSUER and KEEL_OIDC_AUDIENCE"
+            )
+        bad_roles = sorted(set(self.role_mapping.values()) - _ROLES)
+        if bad_roles:
+            raise ValueError(f"KEEL_ROLE_MAPPING names unknown roles {bad_roles}; known: {sorted(_ROLES)}")
+        if any(alg.upper().startswith("HS") or alg.lower() == "none" for alg in self.oidc_algorithms):
+            raise ValueError("KEEL_OIDC_ALGORITHMS takes asymmetric algorithms only (RS256, ES256, ...)")
         return self
+
+    # --- identity, derived ---------------------------------------------------
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_jwks_url or self.entra_tenant_id)
+
+    @property
+    def resolved_oidc_issuers(self) -> list[str]:
+        """Accepted ``iss`` values: the override, else EntraID's v2 and v1 issuers."""
+        if self.oidc_issuer:
+            return [self.oidc_issuer]
+        if self.entra_tenant_id:
+            return [
+                f"https://login.microsoftonline.com/{self.entra_tenant_id}/v2.0",
+                f"https://sts.windows.net/{self.entra_tenant_id}/",
+            ]
+        return []
+
+    @property
+    def resolved_oidc_audiences(self) -> list[str]:
+        """Accepted ``aud`` values: the override, else the app's client id and ``api://`` URI."""
+        if self.oidc_audience:
+            return [self.oidc_audience]
+        if self.entra_client_id:
+            return [self.entra_client_id, f"api://{self.entra_client_id}"]
+        return []
+
+    @property
+    def resolved_oidc_jwks_url(self) -> str | None:
+        if self.oidc_jwks_url:
+            return self.oidc_jwks_url
+        if self.entra_tenant_id:
+            return f"{self.entra_authority_host}/{self.entra_tenant_id}/discovery/v2.0/keys"
+        return None
+
+    @property
+    def resolved_audit_hmac_key(self) -> bytes:
+        key = self.audit_hmac_key or self.secret_key
+        return key.get_secret_value().encode()
 
     @property
     def llm_provider(self) -> LlmProvider:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from temporalio.common import WorkflowIDReusePolicy
 
-from api.deps import PrincipalDep, ResourcesDep
+from api.deps import OrgKbAdmin, ResourcesDep
 from api.errors import ApiError
 from api.schemas import (
     CreateKnowledgeBaseRequest,
@@ -17,25 +17,11 @@ from api.schemas import (
 )
 from core.errors import ErrorCode
 from core.models.ingest import IngestDocumentInput
-from core.models.principal import Principal
 from core.names import ingest_workflow_id
-from core.policy.permissions import Permission, has_permission
 from workflows import search_attributes
 from workflows.ingest_document import IngestDocumentWorkflow
 
-
-def _require(permission: Permission):  # type: ignore[no-untyped-def]
-    def check(principal: PrincipalDep) -> Principal:
-        if not has_permission(principal, permission):
-            raise ApiError(ErrorCode.FORBIDDEN, f"this needs the {permission} permission")
-        return principal
-
-    return Depends(check)
-
-
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
-
-OrgKbAdmin = Annotated[Principal, _require(Permission.MANAGE_ORG_KB)]
 
 
 @router.post(

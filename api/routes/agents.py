@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from api.deps import PrincipalDep, ResourcesDep
+from api.deps import AgentUser, ResourcesDep
 
 router = APIRouter(prefix="/api/v1", tags=["agents"])
 
@@ -24,7 +24,7 @@ class AgentList(BaseModel):
 
 
 @router.get("/agents", operation_id="list_agents", response_model=AgentList)
-async def list_agents(principal: PrincipalDep, resources: ResourcesDep) -> AgentList:
+async def list_agents(principal: AgentUser, resources: ResourcesDep) -> AgentList:
     return AgentList(
         agents=[
             AgentView(

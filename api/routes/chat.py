@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api import chat_gateway
-from api.deps import PrincipalDep, ResourcesDep
+from api.deps import AgentUser, ResourcesDep
 from api.errors import ApiError
 from api.schemas import ChatRequest, ChatResponse
 from api.state import ApiResources
@@ -70,7 +70,7 @@ def _response(result: TurnResult) -> ChatResponse:
 
 
 @router.post("", operation_id="chat", response_model=ChatResponse)
-async def chat(body: ChatRequest, principal: PrincipalDep, resources: ResourcesDep) -> ChatResponse:
+async def chat(body: ChatRequest, principal: AgentUser, resources: ResourcesDep) -> ChatResponse:
     """Send a message and wait for the finished turn."""
     _check_message(resources, body.message)
     session_id, agent = await _session_for(resources, principal, body)
@@ -96,7 +96,7 @@ async def chat(body: ChatRequest, principal: PrincipalDep, resources: ResourcesD
     responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events of the turn"}},
 )
 async def chat_stream(
-    body: ChatRequest, principal: PrincipalDep, resources: ResourcesDep
+    body: ChatRequest, principal: AgentUser, resources: ResourcesDep
 ) -> EventSourceResponse:
     """Send a message and stream the turn: ``turn.started``, ``message.delta``, …, ``turn.completed``.
 

@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Response, UploadFile
 from temporalio.common import WorkflowIDReusePolicy
 
-from api.deps import PrincipalDep, ResourcesDep
+from api.deps import KbReader, ResourcesDep, Uploader
 from api.errors import ApiError
 from api.schemas import (
     BatchAccepted,
@@ -37,7 +37,6 @@ from core.models.principal import Principal, group_principal, user_principal
 from core.names import acl_workflow_id, batch_workflow_id, delete_workflow_id, ingest_workflow_id
 from core.policy.acl import acl_filter
 from core.policy.documents import can_manage
-from core.policy.permissions import Permission, has_permission
 from infra.db.knowledge_repo import DocumentRecord, KnowledgeBaseRecord, personal_kb_id
 from workflows import search_attributes
 from workflows.batch_ingest import BatchIngestWorkflow
@@ -153,7 +152,7 @@ async def _start_ingest(resources: ApiResources, principal: Principal, doc_id: s
 
 # ------------------------------------------------------------ knowledge bases
 @router.get("/knowledge-bases", operation_id="list_knowledge_bases", response_model=KnowledgeBaseList)
-async def list_knowledge_bases(principal: PrincipalDep, resources: ResourcesDep) -> KnowledgeBaseList:
+async def list_knowledge_bases(principal: KbReader, resources: ResourcesDep) -> KnowledgeBaseList:
     """Knowledge bases I may read; my personal one is always first."""
     kbs = await resources.knowledge_repo.readable_kbs(acl_filter(principal))
     personal_id = personal_kb_id(principal.user_id)
@@ -171,7 +170,7 @@ async def list_knowledge_bases(principal: PrincipalDep, resources: ResourcesDep)
     response_model=DocumentAccepted,
 )
 async def upload_document(
-    kb_id: str, file: Annotated[UploadFile, File()], principal: PrincipalDep, resources: ResourcesDep
+    kb_id: str, file: Annotated[UploadFile, File()], principal: Uploader, resources: ResourcesDep
 ) -> DocumentAccepted:
     kb = await _writable_kb(resources, principal, kb_id)
     doc = await _store_document(resources, principal, kb, file, await _read_upload(resources, file))
@@ -180,7 +179,7 @@ async def upload_document(
 
 
 @router.get("/knowledge-bases/{kb_id}/documents", operation_id="list_documents", response_model=DocumentList)
-async def list_documents(kb_id: str, principal: PrincipalDep, resources: ResourcesDep) -> DocumentList:
+async def list_documents(kb_id: str, principal: KbReader, resources: ResourcesDep) -> DocumentList:
     await _readable_kb(resources, principal, kb_id)
     docs = await resources.knowledge_repo.readable_documents(
         acl_filter(principal, knowledge_base_ids=[kb_id])
@@ -191,16 +190,12 @@ async def list_documents(kb_id: str, principal: PrincipalDep, resources: Resourc
 @router.get(
     "/knowledge-bases/{kb_id}/documents/{doc_id}", operation_id="get_document", response_model=DocumentView
 )
-async def get_document(
-    kb_id: str, doc_id: str, principal: PrincipalDep, resources: ResourcesDep
-) -> DocumentView:
+async def get_document(kb_id: str, doc_id: str, principal: KbReader, resources: ResourcesDep) -> DocumentView:
     return _doc_view(await _readable_doc(resources, principal, kb_id, doc_id))
 
 
 @router.delete("/knowledge-bases/{kb_id}/documents/{doc_id}", operation_id="delete_document", status_code=204)
-async def delete_document(
-    kb_id: str, doc_id: str, principal: PrincipalDep, resources: ResourcesDep
-) -> Response:
+async def delete_document(kb_id: str, doc_id: str, principal: Uploader, resources: ResourcesDep) -> Response:
     doc = _managed(principal, await _readable_doc(resources, principal, kb_id, doc_id))
     await resources.temporal.execute_workflow(
         DeleteDocumentWorkflow.run,
@@ -232,7 +227,7 @@ async def _change_shares(
     response_model=ShareResponse,
 )
 async def share_document(
-    kb_id: str, doc_id: str, body: ShareRequest, principal: PrincipalDep, resources: ResourcesDep
+    kb_id: str, doc_id: str, body: ShareRequest, principal: Uploader, resources: ResourcesDep
 ) -> ShareResponse:
     return await _change_shares(resources, principal, kb_id, doc_id, body, add=True)
 
@@ -243,7 +238,7 @@ async def share_document(
     response_model=ShareResponse,
 )
 async def unshare_document(
-    kb_id: str, doc_id: str, body: ShareRequest, principal: PrincipalDep, resources: ResourcesDep
+    kb_id: str, doc_id: str, body: ShareRequest, principal: Uploader, resources: ResourcesDep
 ) -> ShareResponse:
     return await _change_shares(resources, principal, kb_id, doc_id, body, add=False)
 
@@ -252,11 +247,9 @@ async def unshare_document(
     "/knowledge-bases/{kb_id}/query", operation_id="query_knowledge_base", response_model=QueryResponse
 )
 async def query_knowledge_base(
-    kb_id: str, body: QueryRequest, principal: PrincipalDep, resources: ResourcesDep
+    kb_id: str, body: QueryRequest, principal: KbReader, resources: ResourcesDep
 ) -> QueryResponse:
     """Ranked chunks of this knowledge base that I may read."""
-    if not has_permission(principal, Permission.QUERY_KB):
-        raise ApiError(ErrorCode.FORBIDDEN, "you may not query knowledge bases")
     await _readable_kb(resources, principal, kb_id)
     vector = await resources.knowledge.embedder.embed_query(body.query)
     chunks = await resources.knowledge.index.search(
@@ -276,7 +269,7 @@ async def query_knowledge_base(
     response_model=BatchAccepted,
 )
 async def start_ingestion(
-    kb_id: str, files: Annotated[list[UploadFile], File()], principal: PrincipalDep, resources: ResourcesDep
+    kb_id: str, files: Annotated[list[UploadFile], File()], principal: Uploader, resources: ResourcesDep
 ) -> BatchAccepted:
     kb = await _writable_kb(resources, principal, kb_id)
     if not files:
@@ -309,7 +302,7 @@ async def start_ingestion(
 
 
 @router.get("/ingestions/{batch_id}", operation_id="get_ingestion", response_model=BatchStatus)
-async def get_ingestion(batch_id: str, principal: PrincipalDep, resources: ResourcesDep) -> BatchStatus:
+async def get_ingestion(batch_id: str, principal: Uploader, resources: ResourcesDep) -> BatchStatus:
     if await resources.knowledge_repo.batch_owner(batch_id) != principal.user_id:
         raise ApiError(ErrorCode.NOT_FOUND, "ingestion batch not found")
     handle = resources.temporal.get_workflow_handle_for(BatchIngestWorkflow.run, batch_workflow_id(batch_id))

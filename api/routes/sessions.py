@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Query, Response
 from sse_starlette import EventSourceResponse
 
 from api import chat_gateway
-from api.deps import PrincipalDep, ResourcesDep
+from api.deps import AgentUser, ResourcesDep
 from api.errors import ApiError
 from api.routes.chat import SESSION_ID
 from api.schemas import SessionDetail, SessionList, SessionSummary, TranscriptMessage
@@ -39,7 +39,7 @@ def _summary(record: SessionRecord) -> SessionSummary:
 
 @router.get("", operation_id="list_sessions", response_model=SessionList)
 async def list_sessions(
-    principal: PrincipalDep,
+    principal: AgentUser,
     resources: ResourcesDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     before: datetime | None = None,
@@ -50,7 +50,7 @@ async def list_sessions(
 
 
 @router.get("/{session_id}", operation_id="get_session", response_model=SessionDetail)
-async def get_session(session_id: str, principal: PrincipalDep, resources: ResourcesDep) -> SessionDetail:
+async def get_session(session_id: str, principal: AgentUser, resources: ResourcesDep) -> SessionDetail:
     record = await _owned_session(resources, principal, session_id)
     messages = await resources.chats.messages(session_id, user_id=principal.user_id)
     return SessionDetail(
@@ -60,7 +60,7 @@ async def get_session(session_id: str, principal: PrincipalDep, resources: Resou
 
 
 @router.delete("/{session_id}", operation_id="delete_session", status_code=204)
-async def delete_session(session_id: str, principal: PrincipalDep, resources: ResourcesDep) -> Response:
+async def delete_session(session_id: str, principal: AgentUser, resources: ResourcesDep) -> Response:
     await _owned_session(resources, principal, session_id)
     await chat_gateway.delete_session(
         resources.temporal, resources.settings, principal=principal, session_id=session_id
@@ -77,7 +77,7 @@ async def delete_session(session_id: str, principal: PrincipalDep, resources: Re
 async def turn_events(
     session_id: str,
     turn_id: str,
-    principal: PrincipalDep,
+    principal: AgentUser,
     resources: ResourcesDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> EventSourceResponse:

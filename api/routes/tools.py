@@ -4,20 +4,18 @@ approvals I may decide. A decision is a Signal to the session's workflow."""
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 from temporalio.client import WorkflowFailureError
 
-from api.deps import PrincipalDep, ResourcesDep
+from api.deps import AgentUser, ResourcesDep, ToolAdmin
 from api.errors import ApiError
 from core.errors import ErrorCode
-from core.models.principal import Principal
 from core.models.tools import ApprovalDecision
 from core.names import chat_workflow_id, tool_discovery_workflow_id
 from core.policy.egress import EgressRefused
-from core.policy.permissions import Permission, has_permission
 from core.policy.tools import may_approve, tools_for
 from infra.db.tools_repo import ApprovalRecord, ToolServerRecord
 from infra.egress import resolve_and_check
@@ -100,15 +98,6 @@ class DecisionRequest(_Request):
     comment: str | None = Field(default=None, max_length=2000)
 
 
-def _require_manage_tools(principal: PrincipalDep) -> Principal:
-    if not has_permission(principal, Permission.MANAGE_TOOLS):
-        raise ApiError(ErrorCode.FORBIDDEN, "this needs the manage_tools permission")
-    return principal
-
-
-ToolAdmin = Annotated[Principal, Depends(_require_manage_tools)]
-
-
 def _server_view(record: ToolServerRecord) -> ToolServerView:
     enabled = {t["name"] for t in record.offered()}
     return ToolServerView(
@@ -180,7 +169,7 @@ async def remove_tool_server(server_id: str, principal: ToolAdmin, resources: Re
 
 
 @router.get("/tools", operation_id="list_tools", response_model=ToolList)
-async def list_tools(principal: PrincipalDep, resources: ResourcesDep) -> ToolList:
+async def list_tools(principal: AgentUser, resources: ResourcesDep) -> ToolList:
     """The tools my agent may use."""
     specs = [s for server in await resources.tools_repo.ready_servers() for s in server.specs()]
     return ToolList(
@@ -192,7 +181,7 @@ async def list_tools(principal: PrincipalDep, resources: ResourcesDep) -> ToolLi
 
 
 @router.get("/approvals", operation_id="list_approvals", response_model=ApprovalList)
-async def list_approvals(principal: PrincipalDep, resources: ResourcesDep) -> ApprovalList:
+async def list_approvals(principal: AgentUser, resources: ResourcesDep) -> ApprovalList:
     """Pending approvals I may decide."""
     records = await resources.tools_repo.pending_approvals(user_id=principal.user_id, groups=principal.groups)
     return ApprovalList(approvals=[_approval_view(r) for r in records])
@@ -202,7 +191,7 @@ async def list_approvals(principal: PrincipalDep, resources: ResourcesDep) -> Ap
     "/approvals/{approval_id}", operation_id="decide_approval", status_code=202, response_model=ApprovalOut
 )
 async def decide_approval(
-    approval_id: str, body: DecisionRequest, principal: PrincipalDep, resources: ResourcesDep
+    approval_id: str, body: DecisionRequest, principal: AgentUser, resources: ResourcesDep
 ) -> ApprovalOut:
     record = await resources.tools_repo.approval(approval_id)
     if record is None or not may_approve(

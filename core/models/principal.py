@@ -25,7 +25,12 @@ class Principal(BaseModel):
     display_name: str | None = None
     groups: tuple[str, ...] = ()
     roles: tuple[str, ...] = ()
+    #: ``dev`` | ``oidc`` (a person's EntraID token) | ``service_principal`` (client credentials)
+    #: | ``api_key`` | ``session`` (web sign-in cookie)
     auth_method: str = "dev"
+    #: An API key's scopes (permission names); ``None`` means all the roles grant.
+    scopes: tuple[str, ...] | None = None
+    api_key_id: str | None = None
 
     @property
     def principal_ids(self) -> frozenset[str]:

@@ -47,3 +47,21 @@ def permissions_of(principal: Principal) -> frozenset[Permission]:
 
 def has_permission(principal: Principal, permission: Permission) -> bool:
     return permission in permissions_of(principal)
+
+
+def is_granted(principal: Principal, permission: Permission) -> bool:
+    """The one access decision for a route's declared permission: the roles must grant it
+    and, for an API key, the key's scopes must include it."""
+    if not has_permission(principal, permission):
+        return False
+    return principal.scopes is None or permission.value in principal.scopes
+
+
+def is_privileged(permission: Permission) -> bool:
+    """Permissions whose *allowed* decisions are audited too (denials always are)."""
+    return permission in _PRIVILEGED
+
+
+_PRIVILEGED = frozenset(
+    {Permission.MANAGE_ORG_KB, Permission.MANAGE_DEPT_KB, Permission.MANAGE_TOOLS, Permission.VIEW_AUDIT_LOGS}
+)
