@@ -15,12 +15,14 @@ from fastapi import FastAPI
 from prometheus_client import make_asgi_app
 
 from api.errors import install_error_handlers
+from api.load_shedding import ConcurrencyLimitMiddleware
 from api.middleware import RequestIdMiddleware
-from api.routes import admin, agents, auth, chat, health, sessions, tools
+from api.routes import admin, agents, api_keys, auth, chat, health, sessions, tools
 from api.routes import knowledge as knowledge_routes
 from api.schemas import ERROR_RESPONSES
 from api.state import ApiResources
 from infra.agents import AgentRegistry
+from infra.auth.oidc import OidcVerifier, oidc_http_client
 from infra.db.migrate import apply_migrations
 from infra.db.pool import create_pool
 from infra.knowledge import KnowledgeServices, open_knowledge
@@ -55,6 +57,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     await apply_migrations(database_url)
     pool = await create_pool(database_url)
     redis = create_redis(redis_url)
+    oidc = (
+        OidcVerifier(settings, http=oidc_http_client(settings), redis=redis) if settings.oidc_enabled else None
+    )
     try:
         temporal = await connect_temporal(settings)
         async with _knowledge(app, settings) as knowledge:
@@ -65,11 +70,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                 redis=redis,
                 knowledge=knowledge,
                 agents=AgentRegistry.load(settings.agents_path),
+                oidc=oidc,
             )
             log.info("api.started", temporal=settings.resolved_temporal_address)
             yield
     finally:
         app.state.resources = None
+        if oidc is not None:
+            await oidc.aclose()
         await redis.aclose()
         await pool.close()
 
@@ -87,9 +95,10 @@ def create_app(settings: Settings, *, knowledge: KnowledgeServices | None = None
     app.state.shared_knowledge = knowledge
     app.state.resources = None
     install_error_handlers(app)
+    app.add_middleware(ConcurrencyLimitMiddleware)  # inside RequestIdMiddleware (added last = outermost)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
-    for module in (auth, chat, sessions, knowledge_routes, admin, tools, agents):
+    for module in (auth, api_keys, chat, sessions, knowledge_routes, admin, tools, agents):
         app.include_router(module.router, responses=ERROR_RESPONSES)
     app.mount("/metrics", make_asgi_app())
     return app

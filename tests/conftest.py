@@ -197,6 +197,8 @@ def settings(
         qdrant_path=tmp_path / "qdrant",
         api_port=free_port(),
         log_json=False,
+        # Tests share one Redis and reuse user ids; the rate-limit tests set their own limit.
+        rate_limit_per_minute=1_000_000,
     )
 
 
