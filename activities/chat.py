@@ -17,13 +17,16 @@ from typing import Any
 import structlog
 from agent_framework import ChatResponse, Content, Message
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from core.errors import ErrorCode, KeelError
+from core.models.audit import AuditEntry, AuditEvent
 from core.models.chat import (
     BeginTurnInput,
     Citation,
     CompleteTurnInput,
     DeleteSessionInput,
+    EndSessionInput,
     LlmCallInput,
     LlmCallResult,
     RetrieveInput,
@@ -34,6 +37,7 @@ from core.models.principal import Principal
 from core.models.tools import ToolCallRequest, ToolStepInput
 from core.policy.acl import acl_filter
 from infra.agents import AgentRegistry
+from infra.audit.log import AuditLog
 from infra.db.chat_repo import ChatRepository, MessageRecord
 from infra.db.knowledge_repo import KnowledgeRepository
 from infra.db.tools_repo import ToolsRepository
@@ -42,6 +46,7 @@ from infra.llm import ChatModel
 from infra.turn_events import TurnEventStream
 
 from .errors import from_keel_error, from_llm_failure
+from .token_bound import prompt_token_bound
 
 log = structlog.get_logger(__name__)
 
@@ -69,6 +74,20 @@ class PromptConfig:
     system_prompt: str
     history_max_messages: int
     retrieval_top_k: int = 5
+    #: The output allowance when the agent sets none (``KEEL_LLM_MAX_OUTPUT_TOKENS``).
+    max_output_tokens: int = 1024
+
+
+@dataclass(frozen=True)
+class PreparedCall:
+    """What one model call sends: rendered by :meth:`ChatActivities.prepare_call`, the one
+    builder shared by the LLM activity and the budget reservation that bounds its tokens."""
+
+    messages: list[Message]
+    tool_schemas: list[dict[str, Any]]
+    model: str | None
+    temperature: float | None
+    max_output_tokens: int
 
 
 class ChatActivities:
@@ -83,7 +102,9 @@ class ChatActivities:
         knowledge_repo: KnowledgeRepository,
         tools_repo: ToolsRepository,
         agents: AgentRegistry,
+        audit: AuditLog,
     ) -> None:
+        self._audit = audit
         self._repo = repo
         self._events = events
         self._model = model
@@ -160,8 +181,8 @@ class ChatActivities:
         if not self._model.configured:
             return await self._without_model(inp)
 
-        messages = await self._render_prompt(inp)
-        tool_schemas = await self._tools_repo.schemas(inp.tool_names) if inp.tool_names else []
+        prepared = await self.prepare_call(inp)
+        max_tokens = _granted_output(inp, prepared)
         parts: list[str] = []
         if inp.retrieval_unavailable:
             parts.append(RETRIEVAL_UNAVAILABLE_NOTE)
@@ -169,13 +190,12 @@ class ChatActivities:
         pending: list[str] = []
         flushed_at = 0.0  # the first delta goes out at once (time to first token)
         try:
-            agent = self._agents.get(inp.agent)
             stream = self._model.stream(
-                messages,
-                model=inp.model_override or agent.model,
-                tools=tool_schemas,
-                temperature=agent.temperature,
-                max_output_tokens=agent.max_output_tokens,
+                prepared.messages,
+                model=prepared.model,
+                tools=prepared.tool_schemas,
+                temperature=prepared.temperature,
+                max_output_tokens=max_tokens,
             )
             async for update in stream:
                 text = update.text
@@ -235,11 +255,48 @@ class ChatActivities:
                 {"turn_id": inp.turn_id, "code": result.error.code, "message": result.error.message},
             )
         else:
+            if result.budget_warning is not None:
+                await self._events.publish(
+                    inp.turn_id,
+                    "budget.warning",
+                    {"turn_id": inp.turn_id, **result.budget_warning.model_dump(mode="json")},
+                )
             await self._events.publish(inp.turn_id, "turn.completed", result.model_dump(mode="json"))
 
     @activity.defn
     async def delete_session(self, inp: DeleteSessionInput) -> None:
         await self._repo.delete_session(session_id=inp.session_id, user_id=inp.user_id)
+
+    @activity.defn
+    async def end_session(self, inp: EndSessionInput) -> None:
+        """Audit a conversation the workflow closed itself (idle); once per run."""
+        await self._audit.record(
+            AuditEntry(
+                event=AuditEvent.SESSION_ENDED,
+                user_id=inp.user_id,
+                session_id=inp.session_id,
+                resource_type="session",
+                resource_id=inp.session_id,
+                details={"reason": inp.reason, "turn_count": inp.turn_count},
+                dedupe_key=f"session.ended:{inp.session_id}:{inp.run_id}",
+            )
+        )
+
+    # ------------------------------------------------------- shared with budgets
+    @property
+    def model_configured(self) -> bool:
+        return self._model.configured
+
+    async def prepare_call(self, inp: LlmCallInput) -> PreparedCall:
+        """Render the request a model call sends (prompt from the transcript, tool schemas)."""
+        agent = self._agents.get(inp.agent)
+        return PreparedCall(
+            messages=await self._render_prompt(inp),
+            tool_schemas=await self._tools_repo.schemas(inp.tool_names) if inp.tool_names else [],
+            model=inp.model_override or agent.model,
+            temperature=agent.temperature,
+            max_output_tokens=agent.max_output_tokens or self._prompt.max_output_tokens,
+        )
 
     # ---------------------------------------------------------------- helpers
     async def _without_model(self, inp: LlmCallInput) -> LlmCallResult:
@@ -296,6 +353,22 @@ class ChatActivities:
         await self._events.publish(
             inp.turn_id, "message.delta", {"turn_id": inp.turn_id, "step": inp.step, "delta": text}
         )
+
+
+def _granted_output(inp: LlmCallInput, prepared: PreparedCall) -> int:
+    """The call's ``max_tokens``: the budget's grant, shrunk if the prompt rendered now is
+    larger than the one reserved for (it never is unless the transcript changed between)."""
+    max_tokens = min(inp.max_tokens or prepared.max_output_tokens, prepared.max_output_tokens)
+    if inp.token_allowance is None:
+        return max_tokens
+    room = inp.token_allowance - prompt_token_bound(prepared.messages, prepared.tool_schemas)
+    if room < 1:
+        raise ApplicationError(
+            "the prompt grew beyond the tokens reserved for it",
+            type=ErrorCode.BUDGET_EXCEEDED,
+            non_retryable=True,
+        )
+    return min(max_tokens, room)
 
 
 def _snippet(text: str) -> str:

@@ -5,7 +5,9 @@ it is passed to the MCP server in the request metadata and recorded here, so a
 retry after a crash returns the result Keel already saw complete instead of
 running the side effect again. Every invocation, refusal, approval request and
 decision is written to Postgres (``tool_invocations``, ``tool_approvals``) and
-to the JSON log, with arguments redacted by ``KEEL_TOOL_REDACT_PATTERN``.
+to the JSON log, with arguments redacted by ``KEEL_TOOL_REDACT_PATTERN``; each
+call that reached its tool is also a ``tool.invoked`` audit event (deduplicated
+on session, turn and call id, so a retried activity records it once).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from core.errors import ErrorCode
+from core.models.audit import AuditEntry, AuditEvent, Outcome
 from core.models.principal import Principal
 from core.models.tools import (
     CallToolInput,
@@ -32,6 +35,7 @@ from core.models.tools import (
 from core.policy.egress import EgressRefused
 from core.policy.tools import tools_for
 from infra.agents import AgentRegistry
+from infra.audit.log import AuditLog
 from infra.db.tools_repo import ToolServerRecord, ToolsRepository
 from infra.mcp_client import McpToolClient, ToolServerConfig, ToolTimeout, ToolUnavailable
 from infra.turn_events import TurnEventStream
@@ -77,8 +81,10 @@ class ToolActivities:
         redact_pattern: str,
         secrets: dict[str, dict[str, str]],
         agents: AgentRegistry,
+        audit: AuditLog,
     ) -> None:
         self._repo = repo
+        self._audit = audit
         self._mcp = mcp
         self._events = events
         self._redact = re.compile(redact_pattern, re.IGNORECASE)
@@ -98,6 +104,8 @@ class ToolActivities:
         done = await self._repo.completed_invocation(key)
         if done is not None:
             log.info("tool.replayed", tool=inp.call.name, idempotency_key=key)
+            # Recorded before unless the last attempt died in between (then recorded now, once).
+            await self._audit_invocation(inp, redact(inp.call.arguments, self._redact), "success")
             return CallToolResult(ok=True, content=done)
         record = await self._repo.server(inp.spec.server_id)
         if record is None:
@@ -127,6 +135,7 @@ class ToolActivities:
             await self._repo.record_invocation(
                 status="refused", result=f"egress refused: {exc}"[:500], **common
             )
+            await self._audit_invocation(inp, audit_args, "denied", reason=f"egress refused: {exc}"[:500])
             raise ApplicationError(
                 f"the tool's address is not allowed: {exc}", type=ErrorCode.POLICY_DENIED, non_retryable=True
             ) from exc
@@ -136,6 +145,9 @@ class ToolActivities:
                 status="failed", result=str(exc)[:500], latency_ms=latency, **common
             )
             log.warning("tool.failed", tool=inp.call.name, error=str(exc)[:200], latency_ms=latency)
+            await self._audit_invocation(
+                inp, audit_args, "failure", error=str(exc)[:200], attempt=activity.info().attempt
+            )
             raise ApplicationError(
                 f"the tool '{inp.call.name}' is unavailable", type=ErrorCode.UPSTREAM_UNAVAILABLE
             ) from exc
@@ -144,7 +156,40 @@ class ToolActivities:
         status = "completed" if outcome.ok else "failed"
         await self._repo.record_invocation(status=status, result=content, latency_ms=latency, **common)
         log.info("tool.invoked", tool=inp.call.name, status=status, latency_ms=latency, arguments=audit_args)
+        await self._audit_invocation(
+            inp, audit_args, "success" if outcome.ok else "failure", latency_ms=latency
+        )
         return CallToolResult(ok=outcome.ok, content=content)
+
+    async def _audit_invocation(
+        self,
+        inp: CallToolInput | RefusalInput,
+        arguments: dict[str, Any],
+        outcome: Outcome,
+        *,
+        attempt: int | None = None,
+        **details: Any,
+    ) -> None:
+        """``tool.invoked`` once per call (once per failed attempt: each reached the tool);
+        ``denied`` when Keel's policy refused the call."""
+        dedupe = f"tool.invoked:{inp.session_id}:{inp.turn_id}:{inp.call.call_id}"
+        await self._audit.record(
+            AuditEntry(
+                event=AuditEvent.TOOL_INVOKED,
+                user_id=inp.user_id,
+                session_id=inp.session_id,
+                outcome=outcome,
+                resource_type="tool",
+                resource_id=inp.call.name,
+                details={
+                    "turn_id": inp.turn_id,
+                    "call_id": inp.call.call_id,
+                    "arguments": arguments,
+                    **details,
+                },
+                dedupe_key=dedupe if attempt is None else f"{dedupe}:attempt-{attempt}",
+            )
+        )
 
     @activity.defn
     async def record_refusal(self, inp: RefusalInput) -> None:
@@ -159,6 +204,9 @@ class ToolActivities:
             result=inp.reason,
         )
         log.warning("tool.refused", tool=inp.call.name, reason=inp.reason, user_id=inp.user_id)
+        await self._audit_invocation(
+            inp, redact(inp.call.arguments, self._redact), "denied", reason=inp.reason[:500]
+        )
 
     @activity.defn
     async def record_approval(self, inp: RecordApprovalInput) -> None:

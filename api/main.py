@@ -18,7 +18,9 @@ from api.errors import install_error_handlers
 from api.load_shedding import ConcurrencyLimitMiddleware
 from api.middleware import RequestIdMiddleware
 from api.routes import admin, agents, api_keys, auth, chat, health, sessions, tools
+from api.routes import audit as audit_routes
 from api.routes import knowledge as knowledge_routes
+from api.routes import usage as usage_routes
 from api.schemas import ERROR_RESPONSES
 from api.state import ApiResources
 from infra.agents import AgentRegistry
@@ -57,9 +59,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     await apply_migrations(database_url)
     pool = await create_pool(database_url)
     redis = create_redis(redis_url)
-    oidc = (
-        OidcVerifier(settings, http=oidc_http_client(settings), redis=redis) if settings.oidc_enabled else None
-    )
+    oidc: OidcVerifier | None = None
+    if settings.oidc_enabled:
+        oidc = OidcVerifier(settings, http=oidc_http_client(settings), redis=redis)
     try:
         temporal = await connect_temporal(settings)
         async with _knowledge(app, settings) as knowledge:
@@ -98,7 +100,8 @@ def create_app(settings: Settings, *, knowledge: KnowledgeServices | None = None
     app.add_middleware(ConcurrencyLimitMiddleware)  # inside RequestIdMiddleware (added last = outermost)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
-    for module in (auth, api_keys, chat, sessions, knowledge_routes, admin, tools, agents):
+    routers = (auth, api_keys, chat, sessions, knowledge_routes, admin, tools, agents, usage_routes)
+    for module in (*routers, audit_routes):
         app.include_router(module.router, responses=ERROR_RESPONSES)
     app.mount("/metrics", make_asgi_app())
     return app

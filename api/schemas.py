@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.models.budget import BudgetWarning
 from core.models.chat import AssistantMessage, TurnError, TurnStatus, Usage
 from core.models.tools import ApprovalView, ToolCallRecord
 
@@ -51,6 +52,8 @@ class ChatResponse(BaseModel):
     model: str | None = None
     error: TurnError | None = None
     notice: str | None = None
+    #: Present when the caller's token usage reached the warning ratio of a budget (80 % by default).
+    budget_warning: BudgetWarning | None = None
 
 
 class SessionSummary(BaseModel):

@@ -26,11 +26,16 @@ _BLOCK_MS = 500
 FinishedTurn = Callable[[], Awaitable[TurnResult | None]]
 
 
-def _final_event(result: TurnResult) -> ServerSentEvent:
+def _final_events(result: TurnResult, *, warned: bool) -> list[ServerSentEvent]:
     if result.status == "failed" and result.error is not None:
         data = {"turn_id": result.turn_id, "code": result.error.code, "message": result.error.message}
-        return ServerSentEvent(data=json.dumps(data), event="error")
-    return ServerSentEvent(data=json.dumps(result.model_dump(mode="json")), event="turn.completed")
+        return [ServerSentEvent(data=json.dumps(data), event="error")]
+    events: list[ServerSentEvent] = []
+    if result.budget_warning is not None and not warned:
+        warning = {"turn_id": result.turn_id, **result.budget_warning.model_dump(mode="json")}
+        events.append(ServerSentEvent(data=json.dumps(warning), event="budget.warning"))
+    events.append(ServerSentEvent(data=json.dumps(result.model_dump(mode="json")), event="turn.completed"))
+    return events
 
 
 async def relay_turn(
@@ -44,10 +49,12 @@ async def relay_turn(
 ) -> AsyncIterator[ServerSentEvent]:
     deadline = time.monotonic() + timeout_s
     last = after
+    warned = False  # a budget.warning was relayed (the fallback result must not repeat it)
     while time.monotonic() < deadline:
         batch = await events.read(turn_id, after=last, block_ms=_BLOCK_MS)
         for event in batch:
             last = event.id
+            warned = warned or event.event == "budget.warning"
             yield ServerSentEvent(data=json.dumps(event.data), event=event.event, id=event.id)
             if event.terminal or (event.pauses and stop_at_approval):
                 return
@@ -57,10 +64,12 @@ async def relay_turn(
         if finished is not None and finished.status != "awaiting_approval":
             # Drain what may have landed since the last read, then end with the result.
             for event in await events.read(turn_id, after=last):
+                warned = warned or event.event == "budget.warning"
                 yield ServerSentEvent(data=json.dumps(event.data), event=event.event, id=event.id)
                 if event.terminal:
                     return
-            yield _final_event(finished)
+            for final in _final_events(finished, warned=warned):
+                yield final
             return
     data = {
         "turn_id": turn_id,

@@ -119,6 +119,7 @@ class Settings(BaseSettings):
     oidc_leeway_s: int = Field(default=60, ge=0, le=600)
     oidc_jwks_cache_s: int = Field(default=3600, ge=60)
     oidc_jwks_min_refresh_s: int = Field(default=30, ge=0)
+    oidc_ca_bundle: Path | None = None
     role_mapping: dict[str, str] = Field(default_factory=dict)
     graph_base_url: str = "https://graph.microsoft.com"
     graph_groups_cache_s: int = Field(default=3600, ge=0)

@@ -5,6 +5,9 @@ flags (see :mod:`infra.devstack`); a real cluster gets them here, through the
 operator service. Temporal Cloud does not expose ``AddSearchAttributes`` on the
 namespace endpoint: there, create them with ``tcld``/the Cloud UI and this check
 then finds them already present.
+
+Schedules (the audit trail's retention and export) are created or updated by
+the worker at start-up through :func:`ensure_schedule`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import structlog
 import temporalio.client
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.client import Schedule, ScheduleAlreadyRunningError, ScheduleUpdate, ScheduleUpdateInput
 from temporalio.service import RPCError, RPCStatusCode
 
 _log = structlog.get_logger(__name__)
@@ -86,4 +90,44 @@ async def _add(
         if err.status != RPCStatusCode.ALREADY_EXISTS:
             raise
         return False
+    return True
+
+
+async def ensure_schedule(client: temporalio.client.Client, schedule_id: str, schedule: Schedule) -> None:
+    """Create the schedule, or bring an existing one up to date (its action, spec and
+    policies); an operator's pause (``state``) is kept. Safe from several workers at once."""
+    for attempt in range(_ATTEMPTS):
+        try:
+            await client.create_schedule(schedule_id, schedule)
+            _log.info("temporal.schedule.created", schedule_id=schedule_id)
+            return
+        except ScheduleAlreadyRunningError:
+            pass
+
+        def _update(current: ScheduleUpdateInput) -> ScheduleUpdate:
+            schedule.state = current.description.schedule.state
+            return ScheduleUpdate(schedule=schedule)
+
+        try:
+            await client.get_schedule_handle(schedule_id).update(_update)
+        except RPCError as err:
+            # NOT_FOUND: deleted between our create and update; FAILED_PRECONDITION: a concurrent update.
+            if err.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+                raise
+            if attempt == _ATTEMPTS - 1:
+                raise
+            continue
+        _log.debug("temporal.schedule.updated", schedule_id=schedule_id)
+        return
+
+
+async def remove_schedule(client: temporalio.client.Client, schedule_id: str) -> bool:
+    """Delete the schedule if it exists; False when there was none."""
+    try:
+        await client.get_schedule_handle(schedule_id).delete()
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return False
+    _log.info("temporal.schedule.deleted", schedule_id=schedule_id)
     return True

@@ -140,10 +140,10 @@ async def temporal_client(temporal_address: str) -> Client:
     return await Client.connect(temporal_address, data_converter=pydantic_data_converter)
 
 
-@pytest.fixture(scope="session")
-async def database_url(service_urls: tuple[str, str]) -> AsyncIterator[str]:
-    admin_url = service_urls[0]
-    name = f"keel_test_{uuid.uuid4().hex[:10]}"
+@asynccontextmanager
+async def fresh_database(admin_url: str, prefix: str) -> AsyncIterator[str]:
+    """A new, migrated database on the test server; dropped on exit."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(admin_url)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
@@ -151,12 +151,20 @@ async def database_url(service_urls: tuple[str, str]) -> AsyncIterator[str]:
         await admin.close()
     url = _with_database(admin_url, name)
     await apply_migrations(url)
-    yield url
-    admin = await asyncpg.connect(admin_url)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        yield url
     finally:
-        await admin.close()
+        admin = await asyncpg.connect(admin_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def database_url(service_urls: tuple[str, str]) -> AsyncIterator[str]:
+    async with fresh_database(service_urls[0], "keel_test") as url:
+        yield url
 
 
 def _with_database(url: str, name: str) -> str:
@@ -194,6 +202,7 @@ def settings(
         llm_model="fake-model",
         chat_task_queue=f"keel-chat-test-{uuid.uuid4().hex[:8]}",
         ingest_task_queue=f"keel-ingest-test-{uuid.uuid4().hex[:8]}",
+        audit_task_queue=f"keel-audit-test-{uuid.uuid4().hex[:8]}",
         qdrant_path=tmp_path / "qdrant",
         api_port=free_port(),
         log_json=False,
@@ -239,15 +248,26 @@ async def serve_api(
     raise RuntimeError("API did not start")
 
 
+@asynccontextmanager
+async def running_api(
+    settings: Settings, knowledge: KnowledgeServices | None = None
+) -> AsyncIterator[RunningApi]:
+    """The API only (no worker), served until the block ends."""
+    server, task = await serve_api(settings, knowledge)
+    running = RunningApi(settings)
+    try:
+        yield running
+    finally:
+        await running.http.aclose()
+        server.should_exit = True
+        await task
+
+
 @pytest.fixture
 async def api(settings: Settings) -> AsyncIterator[RunningApi]:
     """The API only (no worker): for auth and validation paths."""
-    server, task = await serve_api(settings)
-    running = RunningApi(settings)
-    yield running
-    await running.http.aclose()
-    server.should_exit = True
-    await task
+    async with running_api(settings) as running:
+        yield running
 
 
 @asynccontextmanager
@@ -256,15 +276,9 @@ async def running_platform(settings: Settings, temporal_client: Client) -> Async
     async with (
         open_knowledge(settings) as knowledge,
         running_workers(temporal_client, settings, knowledge),
+        running_api(settings, knowledge) as running,
     ):
-        server, task = await serve_api(settings, knowledge)
-        running = RunningApi(settings)
-        try:
-            yield running
-        finally:
-            await running.http.aclose()
-            server.should_exit = True
-            await task
+        yield running
 
 
 @pytest.fixture

@@ -12,13 +12,16 @@ from dataclasses import dataclass
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.budget import BudgetActivities, BudgetConfig
 from activities.chat import ChatActivities, PromptConfig
 from activities.tools import ToolActivities
 from infra.agents import AgentRegistry
+from infra.audit.log import AuditLog
 from infra.db.chat_repo import ChatRepository
 from infra.db.knowledge_repo import KnowledgeRepository
 from infra.db.pool import create_pool
 from infra.db.tools_repo import ToolsRepository
+from infra.db.usage_repo import UsageRepository
 from infra.egress import resolve_and_check
 from infra.knowledge import KnowledgeServices
 from infra.llm import ChatModel
@@ -34,6 +37,7 @@ from workflows.tool_discovery import ToolDiscoveryWorkflow
 class ChatWorkerActivities:
     chat: ChatActivities
     tools: ToolActivities
+    budget: BudgetActivities
 
 
 @asynccontextmanager
@@ -54,22 +58,26 @@ async def chat_activities(
     mcp = McpToolClient(url_guard=guard)
     events = TurnEventStream(redis, ttl_s=settings.stream_ttl_s)
     tools_repo = ToolsRepository(pool)
+    audit = AuditLog(pool, hmac_key=settings.resolved_audit_hmac_key)
+    chat = ChatActivities(
+        repo=ChatRepository(pool),
+        events=events,
+        model=model,
+        prompt=PromptConfig(
+            system_prompt=settings.system_prompt,
+            history_max_messages=settings.chat_history_max_messages,
+            retrieval_top_k=settings.retrieval_top_k,
+            max_output_tokens=settings.llm_max_output_tokens,
+        ),
+        knowledge=knowledge,
+        knowledge_repo=KnowledgeRepository(pool),
+        tools_repo=tools_repo,
+        agents=agents,
+        audit=audit,
+    )
     try:
         yield ChatWorkerActivities(
-            chat=ChatActivities(
-                repo=ChatRepository(pool),
-                events=events,
-                model=model,
-                prompt=PromptConfig(
-                    system_prompt=settings.system_prompt,
-                    history_max_messages=settings.chat_history_max_messages,
-                    retrieval_top_k=settings.retrieval_top_k,
-                ),
-                knowledge=knowledge,
-                knowledge_repo=KnowledgeRepository(pool),
-                tools_repo=tools_repo,
-                agents=agents,
-            ),
+            chat=chat,
             tools=ToolActivities(
                 repo=tools_repo,
                 mcp=mcp,
@@ -77,6 +85,20 @@ async def chat_activities(
                 redact_pattern=settings.tool_redact_pattern,
                 secrets=settings.tool_header_secrets,
                 agents=agents,
+                audit=audit,
+            ),
+            budget=BudgetActivities(
+                repo=UsageRepository(pool),
+                calls=chat,
+                config=BudgetConfig(
+                    daily_tokens=settings.budget_daily_tokens,
+                    monthly_tokens=settings.budget_monthly_tokens,
+                    warning_ratio=settings.budget_warning_ratio,
+                    reservation_ttl_s=settings.budget_reservation_ttl_s,
+                    prices=settings.llm_prices,
+                    currency=settings.cost_currency,
+                    default_model=settings.llm_model_name,
+                ),
             ),
         )
     finally:
@@ -87,7 +109,7 @@ async def chat_activities(
 
 
 def build_chat_worker(client: Client, settings: Settings, activities: ChatWorkerActivities) -> Worker:
-    chat, tools = activities.chat, activities.tools
+    chat, tools, budget = activities.chat, activities.tools, activities.budget
     return Worker(
         client,
         task_queue=settings.chat_task_queue,
@@ -98,6 +120,7 @@ def build_chat_worker(client: Client, settings: Settings, activities: ChatWorker
             chat.call_llm,
             chat.record_tool_step,
             chat.complete_turn,
+            chat.end_session,
             chat.delete_session,
             tools.load_tools,
             tools.call_tool,
@@ -105,6 +128,8 @@ def build_chat_worker(client: Client, settings: Settings, activities: ChatWorker
             tools.record_approval,
             tools.resolve_approval,
             tools.discover_tools,
+            budget.reserve_budget,
+            budget.settle_budget,
         ],
         max_concurrent_activities=200,
     )

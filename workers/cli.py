@@ -1,4 +1,4 @@
-"""The ``keel`` command: ``keel dev | api | worker | migrate | kb``."""
+"""The ``keel`` command: ``keel dev | api | worker | migrate | kb | audit``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from infra.logging import configure_logging
 from infra.settings import Settings
+from workers.audit_cli import add_audit_parser, run_audit
 from workers.kb_cli import add_kb_parser, run_kb
 
 
@@ -28,6 +29,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     sub.add_parser("worker", help="run the chat worker")
     sub.add_parser("migrate", help="apply database migrations")
     add_kb_parser(sub)
+    add_audit_parser(sub)
     args = parser.parse_args(argv)
 
     settings = _settings()
@@ -54,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.stdout.write(f"applied: {', '.join(applied) or 'nothing (up to date)'}\n")
     elif args.command == "kb":
         raise SystemExit(run_kb(args, settings))
+    elif args.command == "audit":
+        raise SystemExit(run_audit(args, settings))
 
 
 if __name__ == "__main__":

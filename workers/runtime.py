@@ -1,4 +1,4 @@
-"""Run every worker of this process: chat and ingest task queues, one set of clients."""
+"""Run every worker of this process: chat, ingest and audit task queues, one set of clients."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from temporalio.client import Client
 
 from infra.knowledge import KnowledgeServices
 from infra.settings import Settings
+from workers.audit_worker import running_audit_worker
 from workers.chat_worker import build_chat_worker, chat_activities
 from workers.ingest_worker import build_ingest_worker, ingest_activities
 
@@ -25,5 +26,6 @@ async def running_workers(
         ingest_activities(settings, knowledge) as ingest,
         build_chat_worker(client, settings, chat),
         build_ingest_worker(client, settings, ingest),
+        running_audit_worker(client, settings),
     ):
         yield

@@ -1,4 +1,4 @@
-"""``keel worker``: run the chat and ingest workers until SIGINT/SIGTERM (graceful shutdown)."""
+"""``keel worker``: run the chat, ingest and audit workers until SIGINT/SIGTERM (graceful shutdown)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,9 @@ async def run_worker(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with open_knowledge(settings) as knowledge, running_workers(client, settings, knowledge):
-        log.info("worker.started", task_queues=[settings.chat_task_queue, settings.ingest_task_queue])
+        log.info(
+            "worker.started",
+            task_queues=[settings.chat_task_queue, settings.ingest_task_queue, settings.audit_task_queue],
+        )
         await stop.wait()
         log.info("worker.stopping")

@@ -57,6 +57,10 @@ INDEX = _options(timeout=60 * 60 * _S, attempts=5, first_retry=_S, max_interval=
 #: One Qdrant call (search, payload update, delete): 10 s, retried once (DESIGN.md §7).
 VECTOR = _options(timeout=10 * _S, attempts=2, first_retry=_S / 2)
 
+#: One audit batch to a webhook/syslog sink, or one retention batch: 60 s, 5 attempts;
+#: the next schedule run carries on after that.
+AUDIT_BATCH = _options(timeout=60 * _S, attempts=5, first_retry=2 * _S, max_interval=60 * _S)
+
 
 def tool_call(*, timeout_s: int, max_retries: int) -> dict[str, Any]:
     """One MCP tool call: the tool's own timeout and retry count (from its allowlist entry)."""

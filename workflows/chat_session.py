@@ -27,9 +27,11 @@ from workflows import activity_presets
 
 with workflow.unsafe.imports_passed_through():
     # Models are passed through so the sandbox and the data converter share one class.
+    from activities.budget import BudgetActivities
     from activities.chat import ChatActivities
     from activities.tools import ToolActivities
     from core.errors import ErrorCode
+    from core.models.budget import BudgetWarning
     from core.models.chat import (
         AssistantMessage,
         BeginTurnInput,
@@ -41,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         DeleteSessionInput,
         DeleteSessionRequest,
         DeleteSessionResult,
+        EndSessionInput,
         LlmCallInput,
         LlmCallResult,
         RetrieveInput,
@@ -52,6 +55,12 @@ with workflow.unsafe.imports_passed_through():
         Usage,
     )
     from core.models.principal import Principal
+    from core.models.reservations import (
+        BudgetGrant,
+        ReserveBudgetInput,
+        SettleBudgetInput,
+        SettleBudgetResult,
+    )
     from core.models.tools import (
         ApprovalDecision,
         ApprovalStatus,
@@ -98,6 +107,7 @@ class ChatSessionWorkflow:
         self._decisions: dict[str, ApprovalDecision] = {}
         self._announced: set[str] = set()
         self._turn_records: dict[str, list[ToolCallRecord]] = {}
+        self._budget_warnings: dict[str, BudgetWarning] = {}
 
     # ------------------------------------------------------------------ run
     @workflow.run
@@ -115,11 +125,21 @@ class ChatSessionWorkflow:
                 await workflow.wait_condition(lambda: self._queued == 0 and workflow.all_handlers_finished())
                 workflow.continue_as_new(inp.model_copy(update={"carry": self._carry}))
         await workflow.wait_condition(workflow.all_handlers_finished)
-        return ChatSessionOutput(
-            session_id=inp.session_id,
-            turn_count=self._carry.turn_count,
-            reason="deleted" if self._deleted else "idle",
-        )
+        reason = "deleted" if self._deleted else "idle"
+        if not self._deleted and workflow.patched("audit-session-end"):
+            # A deletion is audited by the API that asked for it; an idle end only the workflow sees.
+            await workflow.execute_local_activity_method(
+                ChatActivities.end_session,
+                EndSessionInput(
+                    session_id=inp.session_id,
+                    user_id=inp.user_id,
+                    run_id=workflow.info().run_id,
+                    reason=reason,
+                    turn_count=self._carry.turn_count,
+                ),
+                **activity_presets.DATABASE,
+            )
+        return ChatSessionOutput(session_id=inp.session_id, turn_count=self._carry.turn_count, reason=reason)
 
     # ------------------------------------------------------------- handlers
     @workflow.update
@@ -154,6 +174,7 @@ class ChatSessionWorkflow:
             self._queued -= 1
             self._activity_seen = True
             self._turn_records.pop(req.turn_id, None)
+            self._budget_warnings.pop(req.turn_id, None)
 
     @send_message.validator
     def _validate_message(self, req: TurnRequest) -> None:
@@ -323,6 +344,7 @@ class ChatSessionWorkflow:
                     usage=usage,
                     model=llm.model,
                     notice=llm.notice or (ErrorCode.RETRIEVAL_UNAVAILABLE if retrieval_failed else None),
+                    budget_warning=self._budget_warnings.get(req.turn_id),
                 )
             # One step's calls run concurrently (and so wait for their approvals concurrently).
             results = list(
@@ -364,7 +386,11 @@ class ChatSessionWorkflow:
         step: int,
         tool_names: list[str],
     ) -> LlmCallResult | TurnError:
-        """One model step: the primary model, then the fallback model if configured."""
+        """One model step: the primary model, then the fallback model if configured.
+
+        With token budgets each model call is bracketed by a reservation (refused: the
+        turn fails with ``budget_exceeded`` before any model request) and a settlement
+        with the call's real usage (zero when it failed)."""
         inp = self._input
         models: list[str | None] = [None]
         if inp.fallback_model:
@@ -373,28 +399,85 @@ class ChatSessionWorkflow:
         for model in models:
             if turn_id in self._cancel_requested:
                 return TurnError(code=ErrorCode.CANCELLED, message="the turn was cancelled")
+            call = LlmCallInput(
+                agent=inp.agent,
+                session_id=inp.session_id,
+                turn_id=turn_id,
+                step=step,
+                model_override=model,
+                restream=model is not None,
+                context=citations,
+                retrieval_unavailable=retrieval_failed,
+                tool_names=tool_names,
+            )
+            grant: BudgetGrant | None = None
+            if workflow.patched("token-budgets"):
+                grant = await self._reserve(call)
+                if not grant.allowed:
+                    message = grant.refusal.message if grant.refusal else "your token budget is used up"
+                    return TurnError(code=ErrorCode.BUDGET_EXCEEDED, message=message)
+                call = call.model_copy(
+                    update={
+                        "max_tokens": grant.max_output_tokens,
+                        "token_allowance": grant.reserved_tokens or None,
+                    }
+                )
             self._active_llm = workflow.start_activity_method(
-                ChatActivities.call_llm,
-                LlmCallInput(
-                    agent=inp.agent,
-                    session_id=inp.session_id,
-                    turn_id=turn_id,
-                    step=step,
-                    model_override=model,
-                    restream=model is not None,
-                    context=citations,
-                    retrieval_unavailable=retrieval_failed,
-                    tool_names=tool_names,
-                ),
-                **activity_presets.LLM_STREAM,
+                ChatActivities.call_llm, call, **activity_presets.LLM_STREAM
             )
             try:
-                return await self._active_llm
+                result = await self._active_llm
             except ActivityError as err:
+                if grant is not None:
+                    await self._settle(turn_id, grant, None)
                 error = _turn_error(err)
-                if error.code in (ErrorCode.CANCELLED, ErrorCode.LLM_REJECTED):
+                if error.code in (ErrorCode.CANCELLED, ErrorCode.LLM_REJECTED, ErrorCode.BUDGET_EXCEEDED):
                     break
+                continue
+            if grant is not None:
+                await self._settle(turn_id, grant, result)
+            return result
         return error
+
+    # --------------------------------------------------------------- budgets
+    async def _reserve(self, call: LlmCallInput) -> BudgetGrant:
+        grant: BudgetGrant = await workflow.execute_local_activity_method(
+            BudgetActivities.reserve_budget,
+            ReserveBudgetInput(reservation_id=str(workflow.uuid4()), user_id=self._input.user_id, call=call),
+            **activity_presets.DATABASE,
+        )
+        if grant.warning is not None:
+            self._budget_warnings[call.turn_id] = grant.warning
+        return grant
+
+    async def _settle(self, turn_id: str, grant: BudgetGrant, result: LlmCallResult | None) -> None:
+        """Record the call's usage (or release the reservation when it failed). A settlement
+        that cannot be written leaves the reservation to expire; the turn goes on."""
+        if grant.reserved_tokens == 0:
+            return  # nothing was held: no model call was made
+        inp = self._input
+        try:
+            settled: SettleBudgetResult = await workflow.execute_local_activity_method(
+                BudgetActivities.settle_budget,
+                SettleBudgetInput(
+                    reservation_id=grant.reservation_id,
+                    user_id=inp.user_id,
+                    session_id=inp.session_id,
+                    turn_id=turn_id,
+                    succeeded=result is not None and result.configured,
+                    model=result.model if result else None,
+                    prompt_tokens=result.usage.prompt_tokens if result else 0,
+                    completion_tokens=result.usage.completion_tokens if result else 0,
+                ),
+                **activity_presets.DATABASE,
+            )
+        except ActivityError:
+            workflow.logger.warning("budget settlement failed; the reservation will expire")
+            return
+        if settled.warning is not None:
+            self._budget_warnings[turn_id] = settled.warning
+        elif result is not None:
+            self._budget_warnings.pop(turn_id, None)  # usage is below the ratio after all
 
     # ---------------------------------------------------------------- tools
     async def _offered_tools(self, req: TurnRequest) -> list[ToolSpec]:

@@ -16,6 +16,7 @@ from api.schemas import (
     KnowledgeBaseView,
 )
 from core.errors import ErrorCode
+from core.models.audit import AuditEntry, AuditEvent
 from core.models.ingest import IngestDocumentInput
 from core.names import ingest_workflow_id
 from workflows import search_attributes
@@ -39,6 +40,15 @@ async def create_org_knowledge_base(
         owner_type="org",
         owner_id="org",
         created_by=principal.user_id,
+    )
+    await resources.audit.record(
+        AuditEntry(
+            event=AuditEvent.ADMIN_KNOWLEDGE_BASE_CREATED,
+            user_id=principal.user_id,
+            resource_type="knowledge_base",
+            resource_id=kb.id,
+            details={"owner_type": "org"},
+        )
     )
     return KnowledgeBaseView(
         id=kb.id, name=kb.name, description=kb.description, owner_type="org", personal=False, can_upload=True
@@ -82,6 +92,15 @@ async def retry_failed_operation(
         search_attributes=search_attributes.for_kind(user_id=principal.user_id, kind="ingest"),
     )
     await resources.knowledge_repo.mark_retried(op.id)
+    await resources.audit.record(
+        AuditEntry(
+            event=AuditEvent.ADMIN_OPERATION_RETRIED,
+            user_id=principal.user_id,
+            resource_type="failed_operation",
+            resource_id=op.id,
+            details={"kind": op.kind, "document_id": doc.id},
+        )
+    )
     updated = await resources.knowledge_repo.failed_operation(op.id)
     assert updated is not None
     return FailedOperationView.model_validate(updated.model_dump())

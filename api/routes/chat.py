@@ -17,6 +17,7 @@ from api.state import ApiResources
 from api.turn_stream import relay_turn
 from core.errors import ErrorCode, KeelError
 from core.models.agents import AgentDefinition
+from core.models.audit import AuditEntry, AuditEvent
 from core.models.chat import TurnResult
 from core.models.principal import Principal
 from core.policy.acl import acl_filter
@@ -65,6 +66,22 @@ async def _has_knowledge(resources: ApiResources, principal: Principal, kb_ids: 
     )
 
 
+async def _audit_new_session(
+    resources: ApiResources, principal: Principal, body: ChatRequest, session_id: str, agent: AgentDefinition
+) -> None:
+    if body.session_id is None:
+        await resources.audit.record(
+            AuditEntry(
+                event=AuditEvent.SESSION_STARTED,
+                user_id=principal.user_id,
+                session_id=session_id,
+                resource_type="session",
+                resource_id=session_id,
+                details={"agent": agent.name},
+            )
+        )
+
+
 def _response(result: TurnResult) -> ChatResponse:
     return ChatResponse.model_validate(result.model_dump())
 
@@ -85,6 +102,7 @@ async def chat(body: ChatRequest, principal: AgentUser, resources: ResourcesDep)
         search_knowledge=await _has_knowledge(resources, principal, body.knowledge_base_ids),
         agent=agent,
     )
+    await _audit_new_session(resources, principal, body, session_id, agent)
     result = await chat_gateway.turn_result(handle, timeout_s=resources.settings.request_timeout_s)
     return _response(result)
 
@@ -117,6 +135,7 @@ async def chat_stream(
         search_knowledge=await _has_knowledge(resources, principal, body.knowledge_base_ids),
         agent=agent,
     )
+    await _audit_new_session(resources, principal, body, session_id, agent)
     result_task = asyncio.ensure_future(handle.result())
     # The relay may stop waiting early; the outcome is then read here so it is never left unretrieved.
     result_task.add_done_callback(lambda t: None if t.cancelled() else t.exception())

@@ -32,6 +32,7 @@ from api.schemas import (
 )
 from api.state import ApiResources
 from core.errors import ErrorCode
+from core.models.audit import AuditEntry, AuditEvent
 from core.models.ingest import BatchIngestInput, DeleteDocumentInput, DocumentAclInput, IngestDocumentInput
 from core.models.principal import Principal, group_principal, user_principal
 from core.names import acl_workflow_id, batch_workflow_id, delete_workflow_id, ingest_workflow_id
@@ -150,6 +151,23 @@ async def _start_ingest(resources: ApiResources, principal: Principal, doc_id: s
     )
 
 
+async def _audit_upload(
+    resources: ApiResources, principal: Principal, doc: DocumentRecord, *, batch_id: str | None = None
+) -> None:
+    details: dict[str, object] = {"knowledge_base_id": doc.kb_id, "size_bytes": doc.size_bytes}
+    if batch_id is not None:
+        details["batch_id"] = batch_id
+    await resources.audit.record(
+        AuditEntry(
+            event=AuditEvent.DOCUMENT_UPLOADED,
+            user_id=principal.user_id,
+            resource_type="document",
+            resource_id=doc.id,
+            details=details,
+        )
+    )
+
+
 # ------------------------------------------------------------ knowledge bases
 @router.get("/knowledge-bases", operation_id="list_knowledge_bases", response_model=KnowledgeBaseList)
 async def list_knowledge_bases(principal: KbReader, resources: ResourcesDep) -> KnowledgeBaseList:
@@ -175,6 +193,7 @@ async def upload_document(
     kb = await _writable_kb(resources, principal, kb_id)
     doc = await _store_document(resources, principal, kb, file, await _read_upload(resources, file))
     await _start_ingest(resources, principal, doc.id)
+    await _audit_upload(resources, principal, doc)
     return DocumentAccepted(document_id=doc.id, status="processing")
 
 
@@ -204,6 +223,15 @@ async def delete_document(kb_id: str, doc_id: str, principal: Uploader, resource
         task_queue=resources.settings.ingest_task_queue,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
     )
+    await resources.audit.record(
+        AuditEntry(
+            event=AuditEvent.DOCUMENT_DELETED,
+            user_id=principal.user_id,
+            resource_type="document",
+            resource_id=doc.id,
+            details={"knowledge_base_id": doc.kb_id},
+        )
+    )
     return Response(status_code=204)
 
 
@@ -217,6 +245,15 @@ async def _change_shares(
         DocumentAclInput(document_id=doc.id, add=principals if add else [], remove=[] if add else principals),
         id=acl_workflow_id(doc.id, uuid.uuid4().hex[:12]),
         task_queue=resources.settings.ingest_task_queue,
+    )
+    await resources.audit.record(
+        AuditEntry(
+            event=AuditEvent.DOCUMENT_SHARED if add else AuditEvent.DOCUMENT_UNSHARED,
+            user_id=principal.user_id,
+            resource_type="document",
+            resource_id=doc.id,
+            details={"knowledge_base_id": doc.kb_id, "principals": principals},
+        )
     )
     return ShareResponse(document_id=doc.id, shared_with=result.shared_with)
 
@@ -298,6 +335,8 @@ async def start_ingestion(
         task_queue=resources.settings.ingest_task_queue,
         search_attributes=search_attributes.for_kind(user_id=principal.user_id, kind="ingest"),
     )
+    for doc in docs:
+        await _audit_upload(resources, principal, doc, batch_id=batch_id)
     return BatchAccepted(batch_id=batch_id, document_ids=document_ids)
 
 

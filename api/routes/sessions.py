@@ -17,6 +17,7 @@ from api.schemas import SessionDetail, SessionList, SessionSummary, TranscriptMe
 from api.state import ApiResources
 from api.turn_stream import LAST_EVENT_ID, relay_turn
 from core.errors import ErrorCode
+from core.models.audit import AuditEntry, AuditEvent
 from core.models.chat import TurnResult
 from core.models.principal import Principal
 from infra.db.chat_repo import SessionRecord
@@ -64,6 +65,16 @@ async def delete_session(session_id: str, principal: AgentUser, resources: Resou
     await _owned_session(resources, principal, session_id)
     await chat_gateway.delete_session(
         resources.temporal, resources.settings, principal=principal, session_id=session_id
+    )
+    await resources.audit.record(
+        AuditEntry(
+            event=AuditEvent.SESSION_ENDED,
+            user_id=principal.user_id,
+            session_id=session_id,
+            resource_type="session",
+            resource_id=session_id,
+            details={"reason": "deleted"},
+        )
     )
     return Response(status_code=204)
 

@@ -13,6 +13,7 @@ from temporalio.client import WorkflowFailureError
 from api.deps import AgentUser, ResourcesDep, ToolAdmin
 from api.errors import ApiError
 from core.errors import ErrorCode
+from core.models.audit import AuditEntry, AuditEvent
 from core.models.tools import ApprovalDecision
 from core.names import chat_workflow_id, tool_discovery_workflow_id
 from core.policy.egress import EgressRefused
@@ -158,6 +159,21 @@ async def add_tool_server(
         raise ApiError(ErrorCode.UPSTREAM_UNAVAILABLE, detail, status=502) from exc
     discovered = await repo.server(record.id)
     assert discovered is not None
+    await resources.audit.record(
+        AuditEntry(
+            event=AuditEvent.ADMIN_TOOL_ADDED,
+            user_id=principal.user_id,
+            resource_type="tool_server",
+            resource_id=record.id,
+            details={
+                "name": body.name,
+                "transport": body.transport,
+                "requires_approval": body.requires_approval,
+                "allowed_groups": body.allowed_groups,
+                "tools": [t["name"] for t in discovered.offered()],
+            },
+        )
+    )
     return _server_view(discovered)
 
 
@@ -165,6 +181,14 @@ async def add_tool_server(
 async def remove_tool_server(server_id: str, principal: ToolAdmin, resources: ResourcesDep) -> Response:
     if not await resources.tools_repo.delete_server(server_id):
         raise ApiError(ErrorCode.NOT_FOUND, "tool server not found")
+    await resources.audit.record(
+        AuditEntry(
+            event=AuditEvent.ADMIN_TOOL_REMOVED,
+            user_id=principal.user_id,
+            resource_type="tool_server",
+            resource_id=server_id,
+        )
+    )
     return Response(status_code=204)
 
 
@@ -211,5 +235,15 @@ async def decide_approval(
             decided_by=principal.user_id,
             comment=body.comment,
         ),
+    )
+    await resources.audit.record(
+        AuditEntry(
+            event=AuditEvent.TOOL_APPROVAL_DECIDED,
+            user_id=principal.user_id,
+            session_id=record.session_id,
+            resource_type="tool_approval",
+            resource_id=approval_id,
+            details={"decision": body.decision, "tool": record.tool, "requester": record.requester},
+        )
     )
     return _approval_view(record)

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from core.models.budget import BudgetWarning
 from core.models.tools import ApprovalView, ToolCallRecord, ToolCallRequest
 
 TurnStatus = Literal["completed", "awaiting_approval", "failed"]
@@ -103,6 +104,8 @@ class TurnResult(BaseModel):
     error: TurnError | None = None
     #: Set when the answer is not a model's: ``llm_not_configured``.
     notice: str | None = None
+    #: Set when the user's token usage reached the warning ratio of a budget.
+    budget_warning: BudgetWarning | None = None
 
 
 class DeleteSessionRequest(BaseModel):
@@ -169,6 +172,10 @@ class LlmCallInput(BaseModel):
     tool_names: list[str] = Field(default_factory=list)
     #: The step's text may already have been streamed by an earlier call (a fallback model).
     restream: bool = False
+    #: The output allowance granted by the token budget (None: the agent's or the settings' default).
+    max_tokens: int | None = Field(default=None, ge=1)
+    #: Tokens reserved for this call (prompt bound + output): the call checks its prompt still fits.
+    token_allowance: int | None = Field(default=None, ge=1)
 
 
 class LlmCallResult(BaseModel):
@@ -193,3 +200,13 @@ class CompleteTurnInput(BaseModel):
 class DeleteSessionInput(BaseModel):
     session_id: str
     user_id: str
+
+
+class EndSessionInput(BaseModel):
+    """The workflow closed a conversation on its own (idle timeout): audited once per run."""
+
+    session_id: str
+    user_id: str
+    run_id: str
+    reason: str
+    turn_count: int

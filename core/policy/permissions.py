@@ -16,6 +16,8 @@ class Permission(StrEnum):
     QUERY_KB = "query_kb"
     USE_AGENT = "use_agent"
     VIEW_AUDIT_LOGS = "view_audit_logs"
+    #: Set and clear per-user token budgets (OrgAdmin only).
+    MANAGE_BUDGETS = "manage_budgets"
 
 
 _ALL = frozenset(Permission)
@@ -63,5 +65,11 @@ def is_privileged(permission: Permission) -> bool:
 
 
 _PRIVILEGED = frozenset(
-    {Permission.MANAGE_ORG_KB, Permission.MANAGE_DEPT_KB, Permission.MANAGE_TOOLS, Permission.VIEW_AUDIT_LOGS}
+    {
+        Permission.MANAGE_ORG_KB,
+        Permission.MANAGE_DEPT_KB,
+        Permission.MANAGE_TOOLS,
+        Permission.VIEW_AUDIT_LOGS,
+        Permission.MANAGE_BUDGETS,
+    }
 )

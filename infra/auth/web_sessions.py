@@ -24,6 +24,8 @@ class WebSession:
     session_id: str
     csrf_token: str
     principal: Principal
+    #: Seconds left when created or rotated (0 when read back with :meth:`WebSessionStore.get`).
+    ttl_s: int = 0
 
 
 class WebSessionStore:
@@ -35,12 +37,16 @@ class WebSessionStore:
     def ttl_s(self) -> int:
         return self._ttl_s
 
-    async def create(self, principal: Principal) -> WebSession:
+    async def create(self, principal: Principal, *, ttl_s: int | None = None) -> WebSession:
+        ttl = ttl_s if ttl_s is not None else self._ttl_s
         session = WebSession(
-            session_id=secrets.token_urlsafe(32), csrf_token=secrets.token_urlsafe(32), principal=principal
+            session_id=secrets.token_urlsafe(32),
+            csrf_token=secrets.token_urlsafe(32),
+            principal=principal,
+            ttl_s=ttl,
         )
         record = {"csrf": session.csrf_token, "principal": principal.model_dump(mode="json")}
-        await self._redis.set(_PREFIX + session.session_id, json.dumps(record), ex=self._ttl_s)
+        await self._redis.set(_PREFIX + session.session_id, json.dumps(record), ex=ttl)
         return session
 
     async def get(self, session_id: str) -> WebSession | None:
@@ -57,12 +63,19 @@ class WebSessionStore:
         )
 
     async def rotate(self, session_id: str) -> WebSession | None:
-        """A fresh id and CSRF token for the same sign-in (the old id stops working)."""
+        """A fresh id and CSRF token for the same sign-in (the old id stops working).
+
+        The sign-in keeps its expiry: rotating never extends a session beyond
+        ``ttl_s`` after the sign-in (a new sign-in is needed then).
+        """
         current = await self.get(session_id)
         if current is None:
             return None
+        remaining = int(await self._redis.ttl(_PREFIX + session_id))
         await self.delete(session_id)
-        return await self.create(current.principal)
+        if remaining <= 0:
+            return None
+        return await self.create(current.principal, ttl_s=remaining)
 
     async def delete(self, session_id: str) -> None:
         if session_id:

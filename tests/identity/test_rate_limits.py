@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -16,21 +14,10 @@ import redis.asyncio as aioredis
 
 from infra.devstack import _EmbeddedRedis
 from infra.settings import Settings
-from tests.conftest import RunningApi, free_port, serve_api
+from tests.conftest import RunningApi, free_port
+from tests.conftest import running_api as _api
 
 N = 20
-
-
-@asynccontextmanager
-async def _api(settings: Settings) -> AsyncIterator[RunningApi]:
-    server, task = await serve_api(settings)
-    running = RunningApi(settings)
-    try:
-        yield running
-    finally:
-        await running.http.aclose()
-        server.should_exit = True
-        await task
 
 
 async def _burst(api: RunningApi, headers: dict[str, str], count: int) -> list[httpx.Response]:

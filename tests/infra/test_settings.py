@@ -19,6 +19,8 @@ PROD: dict[str, Any] = {
     "database_url": "postgresql://db/keel",
     "redis_url": "redis://cache:6379/0",
     "temporal_address": "temporal:7233",
+    "entra_tenant_id": "00000000-0000-4000-8000-000000000001",
+    "entra_client_id": "00000000-0000-4000-8000-000000000002",
 }
 
 
@@ -33,6 +35,10 @@ def test_production_accepts_a_complete_configuration() -> None:
         ({"secret_key": SecretStr("keel-dev-insecure-secret-change-me")}, "KEEL_SECRET_KEY"),
         ({"database_url": None}, "required"),
         ({"temporal_address": None}, "required"),
+        ({"entra_tenant_id": None}, "KEEL_ENTRA_TENANT_ID and KEEL_ENTRA_CLIENT_ID"),
+        ({"entra_client_id": None}, "KEEL_ENTRA_TENANT_ID and KEEL_ENTRA_CLIENT_ID"),
+        ({"role_mapping": {"g1": "Superuser"}}, "unknown roles"),
+        ({"oidc_algorithms": ["RS256", "HS256"]}, "asymmetric algorithms only"),
     ],
 )
 def test_production_refuses_unsafe_settings(override: dict[str, Any], message: str) -> None:
@@ -57,3 +63,19 @@ def test_llm_provider_is_derived_from_settings() -> None:
     azure = Settings(azure_openai_endpoint="https://r.openai.azure.com", azure_openai_deployment="d")
     assert azure.llm_provider == "azure"
     assert azure.llm_model_name == "d"
+
+
+def test_entra_settings_derive_v1_and_v2_issuers_audiences_and_keys() -> None:
+    settings = Settings(**PROD)
+    tenant, client = PROD["entra_tenant_id"], PROD["entra_client_id"]
+    assert settings.resolved_oidc_issuers == [
+        f"https://login.microsoftonline.com/{tenant}/v2.0",
+        f"https://sts.windows.net/{tenant}/",
+    ]
+    assert settings.resolved_oidc_audiences == [client, f"api://{client}"]
+    assert (
+        settings.resolved_oidc_jwks_url == f"https://login.microsoftonline.com/{tenant}/discovery/v2.0/keys"
+    )
+    override = Settings(**{**PROD, "oidc_issuer": "https://idp.example/", "oidc_audience": "keel"})
+    assert override.resolved_oidc_issuers == ["https://idp.example/"]
+    assert override.resolved_oidc_audiences == ["keel"]

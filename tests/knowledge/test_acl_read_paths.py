@@ -54,6 +54,7 @@ from core.models.principal import Principal
 from core.names import turn_stream_key
 from core.policy.acl import AclFilter, acl_filter
 from infra.agents import AgentRegistry
+from infra.audit.log import AuditLog
 from infra.blobstore import FilesystemBlobStore
 from infra.db.chat_repo import ChatRepository
 from infra.db.knowledge_repo import DocumentRecord, KnowledgeRepository
@@ -563,7 +564,12 @@ async def test_readable_kbs_ignores_shares_on_documents_being_deleted(pool: asyn
 def chat_activities(pool: asyncpg.Pool, **wiring: Any) -> ChatActivities:
     """``ChatActivities`` as the chat worker wires them (the tools repository and agent
     registry are not used by ``retrieve`` but are part of the wiring)."""
-    return ChatActivities(**wiring, tools_repo=ToolsRepository(pool), agents=AgentRegistry.load(None))
+    return ChatActivities(
+        **wiring,
+        tools_repo=ToolsRepository(pool),
+        agents=AgentRegistry.load(None),
+        audit=AuditLog(pool, hmac_key=b"test-audit-key"),
+    )
 
 
 class HashEmbedder:
