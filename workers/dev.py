@@ -14,6 +14,7 @@ import signal
 import sys
 from collections.abc import Generator
 from contextlib import contextmanager
+from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 import uvicorn
@@ -39,6 +40,17 @@ class _Server(uvicorn.Server):
         yield
 
 
+def _without_password(url: str | None) -> str:
+    """A service URL fit for the terminal: any password is replaced by ``***``."""
+    if not url:
+        return "-"
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def _banner(settings: Settings, *, temporal_ui: str | None) -> str:
     lines = [
         "",
@@ -48,6 +60,8 @@ def _banner(settings: Settings, *, temporal_ui: str | None) -> str:
     ]
     if temporal_ui:
         lines.append(f'  Temporal UI {temporal_ui}  (filter: KeelUserId = "<user id>")')
+    lines.append(f"  Postgres   {_without_password(settings.database_url)}")
+    lines.append(f"  Redis      {_without_password(settings.redis_url)}")
     lines.append(f"  Data       {settings.data_dir.resolve()}")
     lines.append(f"  LLM        {settings.llm_provider} {settings.llm_model_name or ''}".rstrip())
     lines.append("Press Ctrl-C to stop.\n")
