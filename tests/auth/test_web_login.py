@@ -18,6 +18,7 @@ from http.cookiejar import DefaultCookiePolicy
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, urlsplit
 
+import asyncpg
 import httpx
 import pytest
 
@@ -323,3 +324,52 @@ async def test_logout_and_refresh_with_a_bearer_token(
     assert out.status_code == 204
     assert _set_cookies(out)["keel_session"].attributes["max-age"] == "0"
     assert (await api.http.get(ME, headers=_cookie_header(session))).status_code == 200
+
+
+async def _audit_rows(api: RunningApi, sql: str, *args: object) -> list[dict[str, object]]:
+    conn = await asyncpg.connect(str(api.settings.database_url))
+    try:
+        return [dict(r) for r in await conn.fetch(sql, *args)]
+    finally:
+        await conn.close()
+
+
+async def test_sign_in_refresh_logout_and_a_failed_sign_in_are_audited_once(
+    api: RunningApi, idp: FakeOidcIssuer, browser: httpx.AsyncClient
+) -> None:
+    done = await _sign_in(api, browser)
+    assert done.status_code == 303, done.text
+    cookies = _set_cookies(done)
+    session, csrf = cookies["keel_session"].value, cookies["keel_csrf"].value
+    refreshed = await api.http.post(
+        "/api/v1/auth/refresh", headers={**_cookie_header(session), "X-CSRF-Token": csrf}
+    )
+    assert refreshed.status_code == 204
+    rotated = _set_cookies(refreshed)
+    out = await api.http.post(
+        "/api/v1/auth/logout",
+        headers={**_cookie_header(rotated["keel_session"].value), "X-CSRF-Token": rotated["keel_csrf"].value},
+    )
+    assert out.status_code == 204
+
+    rows = await _audit_rows(
+        api,
+        "SELECT seq, event, user_id, outcome, occurred_at, request_id, trace_id, hash FROM audit_events"
+        " WHERE user_id = $1 AND event LIKE 'auth.%' ORDER BY seq",
+        idp.user.oid,
+    )
+    assert [r["event"] for r in rows] == ["auth.login", "auth.token_refresh", "auth.logout"]
+    for row, response in zip(rows, (done, refreshed, out), strict=True):
+        assert row["outcome"] == "success" and row["occurred_at"] and row["hash"] and row["trace_id"]
+        assert row["request_id"] == response.headers["x-request-id"]
+
+    callback = await _authorize(api, browser)
+    failed = await _deliver(browser, callback, binding="not-this-browser")
+    assert failed.status_code == 401
+    [failure] = await _audit_rows(
+        api,
+        "SELECT event, user_id, outcome, details FROM audit_events WHERE request_id = $1",
+        failed.headers["x-request-id"],
+    )
+    assert failure["event"] == "auth.login_failed" and failure["outcome"] == "failure"
+    assert failure["user_id"] is None and failure["details"]

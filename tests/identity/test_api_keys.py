@@ -118,6 +118,20 @@ async def test_rotate_and_revoke(api: RunningApi) -> None:
     listed = (await api.http.get("/api/v1/api-keys", headers=owner)).json()["api_keys"]
     assert listed[0]["status"] == "revoked"
 
+    # Each change is audited once, for the owner only (the other user's attempts changed nothing).
+    conn = await asyncpg.connect(api.settings.database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT event, user_id, outcome FROM audit_events WHERE resource_id = $1 ORDER BY seq", key_id
+        )
+    finally:
+        await conn.close()
+    assert [(r["event"], r["user_id"], r["outcome"]) for r in rows] == [
+        ("api_key.created", "key-owner-5", "success"),
+        ("api_key.rotated", "key-owner-5", "success"),
+        ("api_key.revoked", "key-owner-5", "success"),
+    ]
+
 
 async def test_expiry_is_bounded_and_enforced(api: RunningApi) -> None:
     owner = await api.auth("key-owner-7")
