@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -50,40 +50,38 @@ def _utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC)
 
 
+def _view(record: AuditRecord) -> AuditEventView:
+    return AuditEventView.model_validate(record.model_dump(exclude={"dedupe_key"}))
+
+
 def _filter(
-    user_id: str | None, event: AuditEvent | None, since: datetime | None, until: datetime | None
+    user_id: Annotated[str | None, Query(max_length=256, description="Only this user's events")] = None,
+    event: Annotated[AuditEvent | None, Query(description="Only this event")] = None,
+    since: Annotated[datetime | None, Query(description="From this time (inclusive; UTC if no zone)")] = None,
+    until: Annotated[
+        datetime | None, Query(description="Until this time (exclusive; UTC if no zone)")
+    ] = None,
 ) -> AuditFilter:
+    """The query's filters (the same for reading and exporting)."""
     since, until = _utc(since), _utc(until)
     if since is not None and until is not None and since >= until:
         raise ApiError(ErrorCode.INVALID_REQUEST, "since must be before until")
     return AuditFilter(user_id=user_id, event=event.value if event else None, since=since, until=until)
 
 
-def _view(record: AuditRecord) -> AuditEventView:
-    return AuditEventView.model_validate(record.model_dump(exclude={"dedupe_key"}))
-
-
-UserFilter = Annotated[str | None, Query(max_length=256, description="Only this user's events")]
-EventFilter = Annotated[AuditEvent | None, Query(description="Only this event")]
-SinceFilter = Annotated[datetime | None, Query(description="From this time (inclusive; UTC if no zone)")]
-UntilFilter = Annotated[datetime | None, Query(description="Until this time (exclusive; UTC if no zone)")]
+FilterDep = Annotated[AuditFilter, Depends(_filter)]
 
 
 @router.get("", operation_id="list_audit_events", response_model=AuditEventList)
 async def list_audit_events(
     principal: AuditViewer,
     resources: ResourcesDep,
-    user_id: UserFilter = None,
-    event: EventFilter = None,
-    since: SinceFilter = None,
-    until: UntilFilter = None,
+    flt: FilterDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     before_seq: Annotated[int | None, Query(ge=1, description="Cursor: events before this seq")] = None,
 ) -> AuditEventList:
     """Audit events, newest first, filtered by user, event and time range."""
-    records = await resources.audit.repository.search(
-        _filter(user_id, event, since, until), limit=limit, before_seq=before_seq
-    )
+    records = await resources.audit.repository.search(flt, limit=limit, before_seq=before_seq)
     next_before = records[-1].seq if len(records) == limit else None
     return AuditEventList(events=[_view(r) for r in records], next_before_seq=next_before)
 
@@ -95,16 +93,10 @@ async def list_audit_events(
     responses={200: {"content": {NDJSON: {}}, "description": "One audit row per line, oldest first"}},
 )
 async def export_audit_events(
-    principal: AuditViewer,
-    resources: ResourcesDep,
-    user_id: UserFilter = None,
-    event: EventFilter = None,
-    since: SinceFilter = None,
-    until: UntilFilter = None,
+    principal: AuditViewer, resources: ResourcesDep, flt: FilterDep
 ) -> StreamingResponse:
     """The matching rows as JSON lines (the same format as ``keel audit export``); the export
     itself is recorded as ``audit.exported``."""
-    flt = _filter(user_id, event, since, until)
     await resources.audit.record(
         AuditEntry(
             event=AuditEvent.AUDIT_EXPORTED,
