@@ -10,10 +10,23 @@ from decimal import Decimal
 import asyncpg
 
 from core.policy.budget import BudgetLimits, Price
-from infra.db.usage_repo import UsageRepository
+from infra.db.usage_repo import ReserveOutcome, UsageRepository
 
 DEFAULTS = BudgetLimits(daily=1000, monthly=None)
 PRICE = Price(prompt_per_1k=Decimal("0.5"), completion_per_1k=Decimal("1.5"))
+
+
+async def _reserve(
+    repo: UsageRepository, reservation_id: str, user: str, *, prompt_bound: int, output_allowance: int
+) -> ReserveOutcome:
+    return await repo.reserve(
+        reservation_id=reservation_id,
+        user_id=user,
+        prompt_bound=prompt_bound,
+        output_allowance=output_allowance,
+        defaults=DEFAULTS,
+        ttl_s=600,
+    )
 
 
 async def _settle(
@@ -37,14 +50,7 @@ async def _settle(
 async def test_settling_the_same_reservation_twice_counts_once(pool: asyncpg.Pool) -> None:
     repo = UsageRepository(pool)
     user = f"u-{uuid.uuid4().hex[:8]}"
-    granted = await repo.reserve(
-        reservation_id="r1",
-        user_id=user,
-        prompt_bound=100,
-        output_allowance=200,
-        defaults=DEFAULTS,
-        ttl_s=600,
-    )
+    granted = await _reserve(repo, "r1", user, prompt_bound=100, output_allowance=200)
     assert granted.reserved_tokens == 300
     assert await repo.reserved_tokens(user) == 300
 
@@ -63,14 +69,7 @@ async def test_a_repeated_reservation_holds_once(pool: asyncpg.Pool) -> None:
     repo = UsageRepository(pool)
     user = f"u-{uuid.uuid4().hex[:8]}"
     for _ in range(3):
-        outcome = await repo.reserve(
-            reservation_id="same",
-            user_id=user,
-            prompt_bound=50,
-            output_allowance=100,
-            defaults=DEFAULTS,
-            ttl_s=600,
-        )
+        outcome = await _reserve(repo, "same", user, prompt_bound=50, output_allowance=100)
         assert outcome.reservation.output_tokens == 100
     assert await repo.reserved_tokens(user) == 150
 
@@ -78,32 +77,11 @@ async def test_a_repeated_reservation_holds_once(pool: asyncpg.Pool) -> None:
 async def test_a_failed_call_releases_its_reservation(pool: asyncpg.Pool) -> None:
     repo = UsageRepository(pool)
     user = f"u-{uuid.uuid4().hex[:8]}"
-    await repo.reserve(
-        reservation_id="r-fail",
-        user_id=user,
-        prompt_bound=500,
-        output_allowance=400,
-        defaults=DEFAULTS,
-        ttl_s=600,
-    )
-    refused = await repo.reserve(
-        reservation_id="r-next",
-        user_id=user,
-        prompt_bound=100,
-        output_allowance=100,
-        defaults=DEFAULTS,
-        ttl_s=600,
-    )
+    await _reserve(repo, "r-fail", user, prompt_bound=500, output_allowance=400)
+    refused = await _reserve(repo, "r-next", user, prompt_bound=100, output_allowance=100)
     assert refused.reservation.refused_by == "daily"  # 900 held: 100 left < 100 + 64
     assert await _settle(repo, "r-fail", user, 0, 0) is False
-    again = await repo.reserve(
-        reservation_id="r-next",
-        user_id=user,
-        prompt_bound=100,
-        output_allowance=100,
-        defaults=DEFAULTS,
-        ttl_s=600,
-    )
+    again = await _reserve(repo, "r-next", user, prompt_bound=100, output_allowance=100)
     assert again.reservation.output_tokens == 100
     assert await pool.fetchval("SELECT count(*) FROM usage_records WHERE user_id = $1", user) == 0
 
@@ -111,14 +89,7 @@ async def test_a_failed_call_releases_its_reservation(pool: asyncpg.Pool) -> Non
 async def test_unreported_usage_is_charged_the_reservation(pool: asyncpg.Pool) -> None:
     repo = UsageRepository(pool)
     user = f"u-{uuid.uuid4().hex[:8]}"
-    await repo.reserve(
-        reservation_id="r-silent",
-        user_id=user,
-        prompt_bound=70,
-        output_allowance=30,
-        defaults=DEFAULTS,
-        ttl_s=600,
-    )
+    await _reserve(repo, "r-silent", user, prompt_bound=70, output_allowance=30)
     outcome = await repo.settle(
         reservation_id="r-silent",
         user_id=user,
@@ -138,25 +109,11 @@ async def test_unreported_usage_is_charged_the_reservation(pool: asyncpg.Pool) -
 async def test_expired_reservations_stop_counting(pool: asyncpg.Pool) -> None:
     repo = UsageRepository(pool)
     user = f"u-{uuid.uuid4().hex[:8]}"
-    await repo.reserve(
-        reservation_id="r-old",
-        user_id=user,
-        prompt_bound=800,
-        output_allowance=100,
-        defaults=DEFAULTS,
-        ttl_s=600,
-    )
+    await _reserve(repo, "r-old", user, prompt_bound=800, output_allowance=100)
     await pool.execute(
         "UPDATE budget_reservations SET expires_at = now() - interval '1 second' WHERE id = 'r-old'"
     )
-    fresh = await repo.reserve(
-        reservation_id="r-new",
-        user_id=user,
-        prompt_bound=800,
-        output_allowance=100,
-        defaults=DEFAULTS,
-        ttl_s=600,
-    )
+    fresh = await _reserve(repo, "r-new", user, prompt_bound=800, output_allowance=100)
     assert fresh.reservation.output_tokens == 100
     assert await pool.fetchval("SELECT count(*) FROM budget_reservations WHERE user_id = $1", user) == 1
 
@@ -165,17 +122,7 @@ async def test_concurrent_reservations_never_hold_more_than_the_budget(pool: asy
     repo = UsageRepository(pool)
     user = f"u-{uuid.uuid4().hex[:8]}"
     outcomes = await asyncio.gather(
-        *(
-            repo.reserve(
-                reservation_id=f"c{n}",
-                user_id=user,
-                prompt_bound=90,
-                output_allowance=150,
-                defaults=DEFAULTS,
-                ttl_s=600,
-            )
-            for n in range(20)
-        )
+        *(_reserve(repo, f"c{n}", user, prompt_bound=90, output_allowance=150) for n in range(20))
     )
     held = sum(o.reserved_tokens for o in outcomes)
     assert held == await repo.reserved_tokens(user)
