@@ -115,7 +115,7 @@ async def authenticate(
     principal: Annotated[Principal, Depends(identify)],
 ) -> Principal:
     """Identify, rate-limit, then check the route's declared permissions."""
-    decision = await resources.rate_limiter.hit(principal.user_id, request_id=request_id_of(request))
+    decision = await resources.rate_limiter.hit(principal.user_id)
     if not decision.allowed:
         if decision.checked:
             raise ApiError(

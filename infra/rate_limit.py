@@ -17,6 +17,7 @@ When Redis cannot be reached the outcome is ``KEEL_RATE_LIMIT_FAIL_MODE``:
 from __future__ import annotations
 
 import math
+import uuid
 from dataclasses import dataclass
 from typing import Literal
 
@@ -93,10 +94,13 @@ class RateLimiter:
     def limit(self) -> int:
         return self._limit
 
-    async def hit(self, user_id: str, *, request_id: str) -> Decision:
+    async def hit(self, user_id: str) -> Decision:
+        # The sorted-set member is ours (random), never the client's request id: a member the
+        # client chooses would let a constant X-Request-ID overwrite one entry and make every
+        # request free.
         try:
             admitted, remaining, retry_ms = await self._script(
-                keys=[f"keel:ratelimit:{user_id}"], args=[self._window_ms, self._limit, request_id]
+                keys=[f"keel:ratelimit:{user_id}"], args=[self._window_ms, self._limit, uuid.uuid4().hex]
             )
         except _REDIS_DOWN as err:
             return _without_redis(self._fail_mode, "rate_limit", err)

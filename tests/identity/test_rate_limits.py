@@ -47,6 +47,21 @@ async def test_a_burst_of_3n_gets_exactly_n_through_and_others_are_unaffected(se
         assert (await api.http.get("/api/v1/sessions", headers=alice)).status_code == 429
 
 
+async def test_a_constant_client_request_id_does_not_make_requests_free(settings: Settings) -> None:
+    # The red-team bypass: the limiter keyed its window entries on the client's X-Request-ID,
+    # so sending the same id on every request overwrote one entry and nothing was ever refused.
+    async with _api(settings.model_copy(update={"rate_limit_per_minute": N})) as api:
+        headers = {**await api.auth(f"rid-{uuid.uuid4().hex[:6]}"), "X-Request-ID": "constant-request-id"}
+        statuses: Counter[int] = Counter()
+        for _ in range(3):  # sequential bursts, like the attack (100/100 then 300/300 answered 200)
+            responses = await _burst(api, headers, N)
+            statuses.update(r.status_code for r in responses)
+            # The client's id is still echoed: it is a correlation id, not a key.
+            assert {r.headers["x-request-id"] for r in responses} == {"constant-request-id"}
+        assert statuses[200] == N, statuses
+        assert statuses[429] == 2 * N, statuses
+
+
 async def test_the_concurrency_guard_sheds_load_with_503(settings: Settings) -> None:
     # A guard of size 2, both slots held by requests of other replicas.
     tight = settings.model_copy(update={"max_concurrent_requests": 2})
