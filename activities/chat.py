@@ -41,7 +41,7 @@ from infra.audit.log import AuditLog
 from infra.db.chat_repo import ChatRepository, MessageRecord
 from infra.db.knowledge_repo import KnowledgeRepository
 from infra.db.tools_repo import ToolsRepository
-from infra.knowledge import KnowledgeServices
+from infra.knowledge import KnowledgeServices, search_readable
 from infra.llm import ChatModel
 from infra.turn_events import TurnEventStream
 
@@ -142,8 +142,13 @@ class ChatActivities:
         acl = acl_filter(principal, knowledge_base_ids=kb_ids or None)
         vector = await self._knowledge.embedder.embed_query(query)
         await self._knowledge.index.ensure_collection(len(vector))
-        hits = await self._knowledge.index.search(
-            vector, acl=acl, top_k=self._prompt.retrieval_top_k, query_text=query
+        hits = await search_readable(
+            self._knowledge.index,
+            self._knowledge_repo,
+            vector,
+            acl=acl,
+            top_k=self._prompt.retrieval_top_k,
+            query_text=query,
         )
         citations = [
             Citation(

@@ -14,7 +14,11 @@ T = TypeVar("T")
 async def heartbeating(work: Awaitable[T], *, every_s: float = 5.0, details: object = None) -> T:
     task = asyncio.ensure_future(work)
     while True:
-        done, _ = await asyncio.wait({task}, timeout=every_s)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=every_s)
+        except asyncio.CancelledError:
+            task.cancel()  # the activity was cancelled (or timed out): stop the work too
+            raise
         if done:
             return task.result()
         if details is None:

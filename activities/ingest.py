@@ -29,7 +29,7 @@ from core.models.ingest import (
 from core.models.knowledge import ChunkPayload, point_id
 from core.ports import IndexPoint, VectorIndex
 from infra.blobstore import BlobStore
-from infra.db.knowledge_repo import DocumentRecord, KnowledgeRepository
+from infra.db.knowledge_repo import ChunkText, DocumentRecord, KnowledgeRepository
 from infra.embeddings import Embedder
 from infra.parsing import parse_document
 
@@ -71,6 +71,10 @@ class IngestActivities:
             )
         return doc
 
+    async def _ensure_index(self) -> None:
+        """The collection exists before any write (a share or delete may come before the first index)."""
+        await self._index.ensure_collection(await self._embedder.ensure_dimension())
+
     @activity.defn
     async def parse_document(self, inp: IngestDocumentInput) -> ParseResult:
         doc = await self._document(inp.document_id)
@@ -105,7 +109,7 @@ class IngestActivities:
     @activity.defn
     async def index_chunks(self, inp: IngestDocumentInput) -> IndexResult:
         doc = await self._document(inp.document_id)
-        await self._index.ensure_collection(await self._embedder.ensure_dimension())
+        await self._ensure_index()
         details = activity.info().heartbeat_details
         start = int(details[0]) if details else 0
         if start == 0:
@@ -119,6 +123,29 @@ class IngestActivities:
             vectors = await heartbeating(
                 self._embedder.embed_documents([c.text for c in batch]), details=start
             )
+            await self._upsert_with_current_acl(doc.id, batch, vectors)
+            start = batch[-1].chunk_index + 1
+            indexed += len(batch)
+            activity.heartbeat(start)
+        return IndexResult(indexed=indexed)
+
+    async def _upsert_with_current_acl(
+        self, doc_id: str, batch: list[ChunkText], vectors: list[list[float]]
+    ) -> None:
+        """Write one batch stamped with the ACL as it is *now*, under the document's lock.
+
+        The embedding (slow) happens before the lock; reading the ACL and writing the
+        points happen inside it, so a share, unshare or delete that ran meanwhile is
+        either seen here or runs after this write and rewrites (or removes) it.
+        """
+        async with self._repo.locked_document(doc_id) as locked:
+            if locked is None or locked.record.status == "deleting":
+                raise ApplicationError(
+                    "the document was deleted while it was indexed",
+                    type=ErrorCode.DOCUMENT_NOT_FOUND,
+                    non_retryable=True,
+                )
+            doc = locked.record
             await self._index.upsert(
                 [
                     IndexPoint(
@@ -144,10 +171,6 @@ class IngestActivities:
                     for c, vector in zip(batch, vectors, strict=True)
                 ]
             )
-            start = batch[-1].chunk_index + 1
-            indexed += len(batch)
-            activity.heartbeat(start)
-        return IndexResult(indexed=indexed)
 
     @activity.defn
     async def mark_document(self, inp: MarkDocumentInput) -> None:
@@ -174,19 +197,29 @@ class IngestActivities:
 
     @activity.defn
     async def delete_document(self, inp: DeleteDocumentInput) -> None:
-        doc = await self._repo.document(inp.document_id)
-        if doc is None:
-            return  # already gone: deleting is idempotent
-        await self._repo.set_status(doc.id, "deleting")
-        await self._index.delete_document(doc.id)
+        await self._ensure_index()
+        async with self._repo.locked_document(inp.document_id) as locked:
+            if locked is None:
+                return  # already gone: deleting is idempotent
+            # Under the lock: once it is released, no indexing batch writes vectors again.
+            await locked.mark_deleting()
+            await self._index.delete_document(inp.document_id)
+            doc = locked.record
         await self._blobs.delete(doc.blob_key)
         await self._repo.delete_document(doc.id)
         await self._repo.resolve_failures(kind="ingest", resource_id=doc.id)
 
     @activity.defn
     async def update_document_acl(self, inp: DocumentAclInput) -> DocumentAclResult:
-        shared = await self._repo.change_shares(inp.document_id, add=inp.add, remove=inp.remove)
-        await self._index.set_document_acl(
-            inp.document_id, shared_with=shared, visibility="shared" if shared else "private"
-        )
+        # Postgres and the vectors change under one lock, so concurrent changes (and the
+        # batches of a running ingestion) apply in one order; if the vector write fails
+        # the Postgres change rolls back and the retry does both again.
+        await self._ensure_index()
+        async with self._repo.locked_document(inp.document_id) as locked:
+            if locked is None or locked.record.status == "deleting":
+                return DocumentAclResult(document_id=inp.document_id, shared_with=[])
+            shared = await locked.change_shares(add=inp.add, remove=inp.remove)
+            await self._index.set_document_acl(
+                inp.document_id, shared_with=shared, visibility=locked.record.visibility
+            )
         return DocumentAclResult(document_id=inp.document_id, shared_with=shared)

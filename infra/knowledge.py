@@ -8,12 +8,15 @@ its own client. Nothing opens at import time.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from core.models.knowledge import ScoredChunk
+from core.policy.acl import AclFilter
 from core.ports import VectorIndex
 from infra.blobstore import BlobStore, FilesystemBlobStore
+from infra.db.knowledge_repo import KnowledgeRepository
 from infra.embeddings import Embedder, create_embedder
 from infra.settings import Settings
 from infra.vector.factory import create_vector_index
@@ -24,6 +27,29 @@ class KnowledgeServices:
     embedder: Embedder
     index: VectorIndex
     blobs: BlobStore
+
+
+async def search_readable(
+    index: VectorIndex,
+    repo: KnowledgeRepository,
+    vector: Sequence[float],
+    *,
+    acl: AclFilter,
+    top_k: int,
+    query_text: str | None = None,
+) -> list[ScoredChunk]:
+    """The one knowledge search of every read path (chat retrieval, the query route).
+
+    The vector engine filters by the ACL payload; Postgres then confirms each hit's
+    document is still readable. Payload and row are changed under one lock (see
+    ``LockedDocument``), so the second check only matters when the vector write of an
+    ACL change failed after Postgres moved on -- then access follows Postgres.
+    """
+    hits = await index.search(vector, acl=acl, top_k=top_k, query_text=query_text)
+    if not hits:
+        return hits
+    readable = await repo.readable_document_ids(sorted({h.doc_id for h in hits}), acl)
+    return [h for h in hits if h.doc_id in readable]
 
 
 @asynccontextmanager

@@ -1,12 +1,15 @@
 """IngestDocumentWorkflow (id ``ingest-{document_id}``): parse → chunk → embed →
 upsert with the ACL payload → mark ready. A failure marks the document failed
 with its reason and lands in the failed-operations view, from which an admin
-retries it (a new run with the same id)."""
+retries it (a new run with the same id). A delete of the document cancels the
+run; it then ends with status ``deleted`` (not as a failure)."""
 
 from __future__ import annotations
 
+import asyncio
+
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 from workflows import activity_presets
 
@@ -20,6 +23,13 @@ with workflow.unsafe.imports_passed_through():
 class IngestDocumentWorkflow:
     @workflow.run
     async def run(self, inp: IngestDocumentInput) -> IngestDocumentOutput:
+        try:
+            return await self._ingest(inp)
+        except asyncio.CancelledError:
+            # Cancelled by DeleteDocumentWorkflow: the document is going away.
+            return IngestDocumentOutput(document_id=inp.document_id, status="deleted")
+
+    async def _ingest(self, inp: IngestDocumentInput) -> IngestDocumentOutput:
         workflow_id = workflow.info().workflow_id
         try:
             parsed = await workflow.execute_activity_method(
@@ -30,7 +40,7 @@ class IngestDocumentWorkflow:
             )
         except ActivityError as err:
             code, message = _failure(err)
-            if code == ErrorCode.DOCUMENT_NOT_FOUND:
+            if code == ErrorCode.DOCUMENT_NOT_FOUND or isinstance(err.cause, CancelledError):
                 return IngestDocumentOutput(document_id=inp.document_id, status="deleted")
             await workflow.execute_activity_method(
                 IngestActivities.mark_document,

@@ -39,6 +39,7 @@ from core.names import acl_workflow_id, batch_workflow_id, delete_workflow_id, i
 from core.policy.acl import acl_filter
 from core.policy.documents import can_manage
 from infra.db.knowledge_repo import DocumentRecord, KnowledgeBaseRecord, personal_kb_id
+from infra.knowledge import search_readable
 from workflows import search_attributes
 from workflows.batch_ingest import BatchIngestWorkflow
 from workflows.delete_document import DeleteDocumentWorkflow
@@ -289,7 +290,9 @@ async def query_knowledge_base(
     """Ranked chunks of this knowledge base that I may read."""
     await _readable_kb(resources, principal, kb_id)
     vector = await resources.knowledge.embedder.embed_query(body.query)
-    chunks = await resources.knowledge.index.search(
+    chunks = await search_readable(
+        resources.knowledge.index,
+        resources.knowledge_repo,
         vector,
         acl=acl_filter(principal, knowledge_base_ids=[kb_id]),
         top_k=body.top_k,

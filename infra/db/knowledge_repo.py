@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -76,6 +77,40 @@ class FailedOperationRecord(BaseModel):
     retry_count: int
     created_at: datetime
     updated_at: datetime
+
+
+class LockedDocument:
+    """A document's row held ``FOR UPDATE`` until the ``locked_document`` block ends.
+
+    Every change to what a document's chunks may be read by -- stamping the ACL on a
+    batch of new vectors, sharing, unsharing, deleting -- happens inside this lock,
+    together with the matching vector-store write. So the changes are applied one at
+    a time per document, and each sees the one before it: a batch indexed during an
+    unshare carries the new ACL or is rewritten by it, and no batch is written after
+    a delete removed the vectors.
+    """
+
+    def __init__(self, conn: asyncpg.Connection, record: DocumentRecord) -> None:
+        self._conn = conn
+        self.record = record
+
+    async def change_shares(self, *, add: Sequence[str], remove: Sequence[str]) -> list[str]:
+        shared = sorted((set(self.record.shared_with) | set(add)) - set(remove))
+        visibility = "shared" if shared else "private"
+        await self._conn.execute(
+            "UPDATE documents SET shared_with = $2, visibility = $3, updated_at = now() WHERE id = $1",
+            self.record.id,
+            shared,
+            visibility,
+        )
+        self.record = self.record.model_copy(update={"shared_with": shared, "visibility": visibility})
+        return shared
+
+    async def mark_deleting(self) -> None:
+        await self._conn.execute(
+            "UPDATE documents SET status = 'deleting', updated_at = now() WHERE id = $1", self.record.id
+        )
+        self.record = self.record.model_copy(update={"status": "deleting"})
 
 
 def personal_kb_id(user_id: str) -> str:
@@ -222,21 +257,35 @@ class KnowledgeRepository:
             error_message,
         )
 
-    async def change_shares(self, doc_id: str, *, add: Sequence[str], remove: Sequence[str]) -> list[str]:
+    @asynccontextmanager
+    async def locked_document(self, doc_id: str) -> AsyncIterator[LockedDocument | None]:
+        """The document's current row, locked until the block ends (``None`` when it is gone).
+
+        The block's writes commit when it ends, after whatever else it did (the vector
+        store write); an exception rolls them back.
+        """
         async with self._pool.acquire() as conn, conn.transaction():
-            current = await conn.fetchval(
-                "SELECT shared_with FROM documents WHERE id = $1 FOR UPDATE", doc_id
-            )
-            if current is None:
-                return []
-            shared = sorted((set(current) | set(add)) - set(remove))
-            await conn.execute(
-                "UPDATE documents SET shared_with = $2, visibility = $3, updated_at = now() WHERE id = $1",
-                doc_id,
-                shared,
-                "shared" if shared else "private",
-            )
-            return shared
+            row = await conn.fetchrow("SELECT * FROM documents WHERE id = $1 FOR UPDATE", doc_id)
+            yield LockedDocument(conn, DocumentRecord(**dict(row))) if row else None
+
+    async def change_shares(self, doc_id: str, *, add: Sequence[str], remove: Sequence[str]) -> list[str]:
+        """Postgres only (the ingestion activity changes the vectors in the same lock)."""
+        async with self.locked_document(doc_id) as locked:
+            return [] if locked is None else await locked.change_shares(add=add, remove=remove)
+
+    async def readable_document_ids(self, doc_ids: Sequence[str], acl: AclFilter) -> set[str]:
+        """Which of ``doc_ids`` the caller may read now: Postgres has the last word on every
+        search result, so a vector payload that is stale for any reason never grants access."""
+        if not doc_ids:
+            return set()
+        cond, params = _acl_sql(acl, first_param=2)
+        rows = await self._pool.fetch(
+            f"SELECT d.id FROM documents d WHERE d.id = ANY($1::text[]) AND d.status <> 'deleting'"  # noqa: S608
+            f" AND {cond}",
+            list(doc_ids),
+            *params,
+        )
+        return {r["id"] for r in rows}
 
     async def delete_document(self, doc_id: str) -> None:
         await self._pool.execute("DELETE FROM documents WHERE id = $1", doc_id)

@@ -34,7 +34,6 @@ message starts with it, so a failure can be replayed.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import random
 import uuid
@@ -66,6 +65,7 @@ from infra.redis_client import create_redis
 from infra.settings import Settings
 from infra.turn_events import TurnEventStream
 from infra.vector.edge_index import EdgeIndex
+from tests.support.embedders import DIM, HashEmbedder
 
 SEED = int(os.environ.get("KEEL_TEST_ACL_SEED", "20250612"))
 N_PLAIN_USERS = 22  # plus two adversarial ids: 24 users
@@ -86,7 +86,6 @@ PROBES_AFTER_MUTATIONS = {"lists": 400, "docs": 800, "kbs": 100, "anys": 200}
 
 RETRIEVE_DOCS = 40
 RETRIEVE_PROBES = 240
-DIM = 32
 VOCAB = [f"w{i:02d}" for i in range(60)]
 
 # BUG found by this file (infra/db/knowledge_repo.py, KnowledgeRepository.readable_kbs): a share on a
@@ -570,40 +569,6 @@ def chat_activities(pool: asyncpg.Pool, **wiring: Any) -> ChatActivities:
         agents=AgentRegistry.load(None),
         audit=AuditLog(pool, hmac_key=b"test-audit-key"),
     )
-
-
-class HashEmbedder:
-    """A deterministic stand-in for the embedding model (an external model): words hashed to 32 dims."""
-
-    @property
-    def model_name(self) -> str:
-        return "test-word-hash-32"
-
-    @property
-    def dimension(self) -> int:
-        return DIM
-
-    async def ensure_dimension(self) -> int:
-        return DIM
-
-    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
-        return [self._embed(t) for t in texts]
-
-    async def embed_query(self, text: str) -> list[float]:
-        return self._embed(text)
-
-    async def aclose(self) -> None:
-        return None
-
-    @staticmethod
-    def _embed(text: str) -> list[float]:
-        vec = [0.0] * DIM
-        vec[0] = 0.05  # never the zero vector
-        for word in text.lower().split():
-            digest = hashlib.blake2b(word.encode(), digest_size=4).digest()
-            vec[digest[0] % DIM] += 1.0 if digest[1] & 1 else -1.0
-        norm = math.sqrt(sum(x * x for x in vec))
-        return [x / norm for x in vec]
 
 
 async def test_chat_retrieve_returns_exactly_what_the_caller_may_read(
