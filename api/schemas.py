@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from api.text_guard import RequestModel
 from core.models.budget import BudgetWarning
 from core.models.chat import AssistantMessage, TurnError, TurnStatus, Usage
 from core.models.tools import ApprovalView, ToolCallRecord
 
-
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_Request = RequestModel  # unknown fields and bad text (NUL, lone surrogates) are refused
 
 
 class DevTokenRequest(_Request):
@@ -31,7 +30,12 @@ class TokenResponse(BaseModel):
 
 
 class ChatRequest(_Request):
-    message: str
+    message: str = Field(
+        min_length=1,
+        pattern=r"\S",
+        description="Not blank (`422 empty_message`); at most KEEL_CHAT_MAX_MESSAGE_CHARS characters "
+        "(`413 message_too_large`)",
+    )
     session_id: str | None = Field(default=None, max_length=64)
     knowledge_base_ids: list[str] | None = None
     agent: str | None = Field(
@@ -228,3 +232,35 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
         504: "Timed out",
     }.items()
 }
+
+
+_ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+_REFUSALS: dict[str, dict[str, object]] = {
+    "403": {
+        "description": "Not allowed: the operation's permission is not granted (`forbidden`; "
+        "`insufficient_scope` for an API key), an application token holds no Keel role, or a "
+        "cookie request lacks the sign-in's `X-CSRF-Token` (`csrf_failed`)",
+        "content": _ERROR_CONTENT,
+    },
+    "405": {
+        "description": "The path exists, the method does not (`method_not_allowed`)",
+        "headers": {"Allow": {"description": "The methods this path serves", "schema": {"type": "string"}}},
+        "content": _ERROR_CONTENT,
+    },
+    "422": {
+        "description": "Invalid request (`invalid_request`, `invalid_text`, ...)",
+        "content": _ERROR_CONTENT,
+    },
+}
+
+
+def document_refusals(document: dict[str, Any]) -> None:
+    """Every operation documents 405 and 422 (a NUL in a query string is refused on any
+    route); every operation that needs a credential documents 403. In place."""
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            responses = operation.setdefault("responses", {})
+            statuses = ["405", "422"] + (["403"] if "security" in operation else [])
+            for status in statuses:
+                responses[status] = _REFUSALS[status]
+            operation["responses"] = dict(sorted(responses.items()))
