@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
+from api.errors import public_error
 from api.text_guard import RequestModel
 from core.models.budget import BudgetWarning
 from core.models.chat import AssistantMessage, TurnError, TurnStatus, Usage
@@ -120,7 +121,22 @@ class DocumentAccepted(BaseModel):
     status: Literal["processing"]
 
 
-class DocumentView(BaseModel):
+class _PublicErrorView(BaseModel):
+    """A stored ``error_code``/``error_message`` as a client may see it: a code Keel does
+    not know (an exception class name) and its text become a generic ``internal_error``."""
+
+    @model_validator(mode="after")
+    def _public_error(self) -> _PublicErrorView:
+        code: str | None = getattr(self, "error_code", None)
+        if code is not None:
+            public_code, public_message = public_error(code, getattr(self, "error_message", None) or "")
+            if public_code != code:
+                object.__setattr__(self, "error_code", public_code)
+                object.__setattr__(self, "error_message", public_message)
+        return self
+
+
+class DocumentView(_PublicErrorView):
     id: str
     kb_id: str
     title: str
@@ -190,7 +206,7 @@ class BatchStatus(BaseModel):
     failed_document_ids: list[str]
 
 
-class FailedOperationView(BaseModel):
+class FailedOperationView(_PublicErrorView):
     id: str
     kind: str
     resource_id: str

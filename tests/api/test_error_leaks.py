@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 
 import httpx
 from temporalio.client import WorkflowUpdateFailedError
@@ -15,6 +16,7 @@ from api.chat_gateway import _update_failure
 from api.errors import public_error
 from api.main import create_app
 from api.routes.chat import _response
+from api.schemas import DocumentView, FailedOperationView
 from api.turn_stream import _final_events
 from core.models.chat import AssistantMessage, TurnError, TurnResult
 from infra.settings import Settings
@@ -73,3 +75,26 @@ def test_a_turn_failed_with_a_foreign_error_type_shows_a_generic_error() -> None
         "budget_exceeded",
         "the daily budget is spent",
     )
+
+
+def test_stored_errors_of_a_foreign_type_are_shown_generically() -> None:
+    now = datetime.now(UTC)
+    document: dict[str, object] = {
+        "id": "doc-1", "kb_id": "kb", "title": "t", "filename": "t.txt", "content_type": None,
+        "doc_type": None, "size_bytes": 1, "owner_type": "user", "owner_id": "user:a",
+        "visibility": "private", "shared_with": [], "status": "failed",
+        "error_code": "UniqueViolationError", "error_message": PG_MESSAGE,
+        "chunk_count": 0, "page_count": 0, "created_at": now, "updated_at": now,
+    }  # fmt: skip
+    view = DocumentView.model_validate(document).model_dump_json()
+    assert not _LEAKS.search(view), view
+    kept = DocumentView.model_validate(
+        {**document, "error_code": "document_corrupt", "error_message": "unreadable"}
+    )
+    assert (kept.error_code, kept.error_message) == ("document_corrupt", "unreadable")
+    operation = FailedOperationView(
+        id="op", kind="ingest", resource_id="doc-1", workflow_id="wf", error_code="ConnectError",
+        error_message="[Errno 111] Connection refused to 10.0.0.5:5432", status="open", retry_count=0,
+        created_at=now, updated_at=now,
+    )  # fmt: skip
+    assert operation.error_code == "internal_error" and "10.0.0.5" not in operation.model_dump_json()
