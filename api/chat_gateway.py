@@ -23,7 +23,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.errors import ApiError
+from api.errors import ApiError, public_error
 from core.errors import ErrorCode
 from core.models.agents import AgentDefinition
 from core.models.chat import (
@@ -79,9 +79,13 @@ def _start_operation(
 
 
 def _update_failure(err: WorkflowUpdateFailedError) -> ApiError:
+    """Keel's own refusals pass through with their message; anything else (an
+    exception class name as the type, a driver's message) becomes ``internal_error``."""
     cause = err.cause
     if isinstance(cause, ApplicationError) and cause.type:
-        return ApiError(cause.type, cause.message)
+        code, message = public_error(cause.type, cause.message)
+        if code != ErrorCode.INTERNAL:
+            return ApiError(code, message)
     return ApiError(ErrorCode.INTERNAL, "the turn could not be accepted", status=500)
 
 

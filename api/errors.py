@@ -13,7 +13,9 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from core.errors import ErrorCode, KeelError
 
@@ -22,6 +24,7 @@ log = structlog.get_logger(__name__)
 _STATUS_BY_CODE: dict[str, int] = {
     ErrorCode.INVALID_REQUEST: 422,
     ErrorCode.MALFORMED_JSON: 400,
+    ErrorCode.INVALID_TEXT: 422,
     ErrorCode.EMPTY_MESSAGE: 422,
     ErrorCode.MESSAGE_TOO_LARGE: 413,
     ErrorCode.STALE_REQUEST: 409,
@@ -85,6 +88,18 @@ class ApiError(Exception):
         return cls(err.code, err.message)
 
 
+_KEEL_CODES = frozenset(ErrorCode)
+
+
+def public_error(code: str, message: str) -> tuple[str, str]:
+    """(code, message) fit for a client: Keel's own codes keep their message; anything
+    else (an exception class name and its text, e.g. a database driver's) becomes
+    ``internal_error`` with a generic message."""
+    if code in _KEEL_CODES:
+        return code, message
+    return ErrorCode.INTERNAL.value, "an internal error occurred"
+
+
 def request_id_of(request: Request) -> str:
     return str(getattr(request.state, "request_id", "") or "")
 
@@ -100,15 +115,38 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=all_headers)
 
 
+#: Schema rules whose refusal has its own code: (field, pydantic error type) -> (code, message).
+_FIELD_CODES: dict[tuple[str, str], tuple[ErrorCode, str]] = {
+    ("message", "string_too_short"): (ErrorCode.EMPTY_MESSAGE, "message is empty"),
+    ("message", "string_pattern_mismatch"): (ErrorCode.EMPTY_MESSAGE, "message is empty"),
+}
+
+
 def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
     errors: list[Any] = list(exc.errors())
     for err in errors:
         if err.get("type") == "json_invalid":
             return ErrorCode.MALFORMED_JSON, "the request body is not valid JSON"
+    for err in errors:
+        if err.get("type") == ErrorCode.INVALID_TEXT:
+            return ErrorCode.INVALID_TEXT, str(err.get("msg", "a string holds text that is not allowed"))
     first = errors[0] if errors else {}
     where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    special = _FIELD_CODES.get((where, str(first.get("type"))))
+    if special is not None:
+        return special
     detail = first.get("msg", "invalid request")
     return ErrorCode.INVALID_REQUEST, f"{where}: {detail}" if where else str(detail)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves on this path (Starlette names only the first route's)."""
+    path = request.scope.get("path", "")
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        if route.path and route.methods and compile_path(route.path)[0].match(path):
+            methods |= set(route.methods)
+    return ", ".join(sorted(methods))
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -135,9 +173,13 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {404: ErrorCode.ROUTE_NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}.get(
             exc.status_code, ErrorCode.INVALID_REQUEST
         )
-        return error_response(request, code, str(exc.detail), exc.status_code)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+        return error_response(request, code, str(exc.detail), exc.status_code, headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Logged with the request id; the client sees neither the class nor the text.
         log.error("request.unhandled_error", exc_info=exc)
         return error_response(request, ErrorCode.INTERNAL, "an internal error occurred", 500)

@@ -9,20 +9,22 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import structlog
 from fastapi import FastAPI
-from prometheus_client import make_asgi_app
 
 from api.errors import install_error_handlers
 from api.load_shedding import ConcurrencyLimitMiddleware
+from api.metrics import add_metrics_route
 from api.middleware import RequestIdMiddleware
 from api.routes import admin, agents, api_keys, auth, chat, health, sessions, tools
 from api.routes import audit as audit_routes
 from api.routes import knowledge as knowledge_routes
 from api.routes import usage as usage_routes
-from api.schemas import ERROR_RESPONSES
+from api.schemas import ERROR_RESPONSES, document_refusals
 from api.state import ApiResources
+from api.text_guard import TextGuardMiddleware
 from infra.agents import AgentRegistry
 from infra.auth.oidc import OidcVerifier, oidc_http_client
 from infra.db.migrate import apply_migrations
@@ -84,10 +86,22 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await pool.close()
 
 
+class _KeelApi(FastAPI):
+    _documented: dict[str, Any] | None = None
+
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document, plus the refusals every operation can answer (403, 405, 422)."""
+        document = super().openapi()
+        if document is not self._documented:
+            document_refusals(document)
+            self._documented = document
+        return document
+
+
 def create_app(settings: Settings, *, knowledge: KnowledgeServices | None = None) -> FastAPI:
     """``knowledge``: services shared with in-process workers (the embedded vector
     index has one owner per process); without it the API opens its own."""
-    app = FastAPI(
+    app = _KeelApi(
         title="Keel API",
         version="0.1.0",
         description="Self-hosted enterprise AI platform: durable agents on Temporal.",
@@ -97,11 +111,14 @@ def create_app(settings: Settings, *, knowledge: KnowledgeServices | None = None
     app.state.shared_knowledge = knowledge
     app.state.resources = None
     install_error_handlers(app)
-    app.add_middleware(ConcurrencyLimitMiddleware)  # inside RequestIdMiddleware (added last = outermost)
+    # Added last = outermost: request id, then the text guard, then load shedding.
+    app.add_middleware(ConcurrencyLimitMiddleware)
+    app.add_middleware(TextGuardMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     routers = (auth, api_keys, chat, sessions, knowledge_routes, admin, tools, agents, usage_routes)
     for module in (*routers, audit_routes):
         app.include_router(module.router, responses=ERROR_RESPONSES)
-    app.mount("/metrics", make_asgi_app())
+    if settings.metrics_port is None:  # else `keel api` serves them on their own port
+        add_metrics_route(app, settings)
     return app

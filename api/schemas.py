@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field, model_validator
 
+from api.errors import public_error
+from api.text_guard import RequestModel
 from core.models.budget import BudgetWarning
 from core.models.chat import AssistantMessage, TurnError, TurnStatus, Usage
 from core.models.tools import ApprovalView, ToolCallRecord
 
-
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_Request = RequestModel  # unknown fields and bad text (NUL, lone surrogates) are refused
 
 
 class DevTokenRequest(_Request):
@@ -31,7 +31,12 @@ class TokenResponse(BaseModel):
 
 
 class ChatRequest(_Request):
-    message: str
+    message: str = Field(
+        min_length=1,
+        pattern=r"\S",
+        description="Not blank (`422 empty_message`); at most KEEL_CHAT_MAX_MESSAGE_CHARS characters "
+        "(`413 message_too_large`)",
+    )
     session_id: str | None = Field(default=None, max_length=64)
     knowledge_base_ids: list[str] | None = None
     agent: str | None = Field(
@@ -116,7 +121,22 @@ class DocumentAccepted(BaseModel):
     status: Literal["processing"]
 
 
-class DocumentView(BaseModel):
+class _PublicErrorView(BaseModel):
+    """A stored ``error_code``/``error_message`` as a client may see it: a code Keel does
+    not know (an exception class name) and its text become a generic ``internal_error``."""
+
+    @model_validator(mode="after")
+    def _public_error(self) -> _PublicErrorView:
+        code: str | None = getattr(self, "error_code", None)
+        if code is not None:
+            public_code, public_message = public_error(code, getattr(self, "error_message", None) or "")
+            if public_code != code:
+                object.__setattr__(self, "error_code", public_code)
+                object.__setattr__(self, "error_message", public_message)
+        return self
+
+
+class DocumentView(_PublicErrorView):
     id: str
     kb_id: str
     title: str
@@ -186,7 +206,7 @@ class BatchStatus(BaseModel):
     failed_document_ids: list[str]
 
 
-class FailedOperationView(BaseModel):
+class FailedOperationView(_PublicErrorView):
     id: str
     kind: str
     resource_id: str
@@ -228,3 +248,35 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
         504: "Timed out",
     }.items()
 }
+
+
+_ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+_REFUSALS: dict[str, dict[str, object]] = {
+    "403": {
+        "description": "Not allowed: the operation's permission is not granted (`forbidden`; "
+        "`insufficient_scope` for an API key), an application token holds no Keel role, or a "
+        "cookie request lacks the sign-in's `X-CSRF-Token` (`csrf_failed`)",
+        "content": _ERROR_CONTENT,
+    },
+    "405": {
+        "description": "The path exists, the method does not (`method_not_allowed`)",
+        "headers": {"Allow": {"description": "The methods this path serves", "schema": {"type": "string"}}},
+        "content": _ERROR_CONTENT,
+    },
+    "422": {
+        "description": "Invalid request (`invalid_request`, `invalid_text`, ...)",
+        "content": _ERROR_CONTENT,
+    },
+}
+
+
+def document_refusals(document: dict[str, Any]) -> None:
+    """Every operation documents 405 and 422 (a NUL in a query string is refused on any
+    route); every operation that needs a credential documents 403. In place."""
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            responses = operation.setdefault("responses", {})
+            statuses = ["405", "422"] + (["403"] if "security" in operation else [])
+            for status in statuses:
+                responses[status] = _REFUSALS[status]
+            operation["responses"] = dict(sorted(responses.items()))

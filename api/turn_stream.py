@@ -12,9 +12,11 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from sse_starlette import ServerSentEvent
 
+from api.errors import public_error
 from core.errors import ErrorCode
 from core.models.chat import TurnResult
 from infra.turn_events import TurnEventStream
@@ -26,9 +28,18 @@ _BLOCK_MS = 500
 FinishedTurn = Callable[[], Awaitable[TurnResult | None]]
 
 
+def _public(event: str, data: dict[str, Any]) -> dict[str, Any]:
+    """An ``error`` event as a client may see it (see :func:`api.errors.public_error`)."""
+    if event != "error":
+        return data
+    code, message = public_error(str(data.get("code", "")), str(data.get("message", "")))
+    return {**data, "code": code, "message": message}
+
+
 def _final_events(result: TurnResult, *, warned: bool) -> list[ServerSentEvent]:
     if result.status == "failed" and result.error is not None:
-        data = {"turn_id": result.turn_id, "code": result.error.code, "message": result.error.message}
+        code, message = public_error(result.error.code, result.error.message)
+        data = {"turn_id": result.turn_id, "code": code, "message": message}
         return [ServerSentEvent(data=json.dumps(data), event="error")]
     events: list[ServerSentEvent] = []
     if result.budget_warning is not None and not warned:
@@ -55,7 +66,9 @@ async def relay_turn(
         for event in batch:
             last = event.id
             warned = warned or event.event == "budget.warning"
-            yield ServerSentEvent(data=json.dumps(event.data), event=event.event, id=event.id)
+            yield ServerSentEvent(
+                data=json.dumps(_public(event.event, event.data)), event=event.event, id=event.id
+            )
             if event.terminal or (event.pauses and stop_at_approval):
                 return
         if batch:
@@ -65,7 +78,8 @@ async def relay_turn(
             # Drain what may have landed since the last read, then end with the result.
             for event in await events.read(turn_id, after=last):
                 warned = warned or event.event == "budget.warning"
-                yield ServerSentEvent(data=json.dumps(event.data), event=event.event, id=event.id)
+                data = _public(event.event, event.data)
+                yield ServerSentEvent(data=json.dumps(data), event=event.event, id=event.id)
                 if event.terminal:
                     return
             for final in _final_events(finished, warned=warned):

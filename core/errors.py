@@ -14,6 +14,7 @@ class ErrorCode(StrEnum):
     # caller's input
     INVALID_REQUEST = "invalid_request"
     MALFORMED_JSON = "malformed_json"
+    INVALID_TEXT = "invalid_text"
     EMPTY_MESSAGE = "empty_message"
     MESSAGE_TOO_LARGE = "message_too_large"
     STALE_REQUEST = "stale_request"
@@ -63,6 +64,7 @@ class ErrorCode(StrEnum):
 NON_RETRYABLE: frozenset[ErrorCode] = frozenset(
     {
         ErrorCode.INVALID_REQUEST,
+        ErrorCode.INVALID_TEXT,
         ErrorCode.EMPTY_MESSAGE,
         ErrorCode.MESSAGE_TOO_LARGE,
         ErrorCode.LLM_NOT_CONFIGURED,

@@ -6,6 +6,7 @@ environment. Every field is documented in docs/configuration.md.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -18,6 +19,16 @@ DEV_SECRET_PLACEHOLDER = "keel-dev-insecure-secret-change-me"
 _ROLES = frozenset(ROLE_PERMISSIONS)
 
 LlmProvider = Literal["openai", "azure", "none"]
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether binding to ``host`` keeps the API on this machine (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(BaseSettings):
@@ -183,6 +194,38 @@ class Settings(BaseSettings):
         if any(alg.upper().startswith("HS") or alg.lower() == "none" for alg in self.oidc_algorithms):
             raise ValueError("KEEL_OIDC_ALGORITHMS takes asymmetric algorithms only (RS256, ES256, ...)")
         return self
+
+    # --- edge hardening (issue 9) ---------------------------------------------
+    #: When set, ``/metrics`` needs ``Authorization: Bearer <token>``.
+    metrics_token: SecretStr | None = None
+    #: When set, ``keel api`` serves ``/metrics`` on this port (bound to KEEL_API_HOST), not on the API port.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _refuse_exposed_edge(self) -> Settings:
+        """Dev auth and the placeholder secret only on loopback, whatever KEEL_ENV says;
+        production metrics behind a token or on their own port."""
+        if not is_loopback_host(self.api_host):
+            where = f"KEEL_API_HOST={self.api_host!r} is not a loopback address (127.0.0.1, ::1, localhost)"
+            if self.auth_mode == "dev":
+                raise ValueError(
+                    f"KEEL_AUTH_MODE=dev is refused: {where}. Set KEEL_AUTH_MODE=oidc, "
+                    "or bind the API to loopback with KEEL_API_HOST=127.0.0.1"
+                )
+            if self.secret_key.get_secret_value() in ("", DEV_SECRET_PLACEHOLDER):
+                raise ValueError(
+                    f"KEEL_SECRET_KEY is the public development placeholder (or empty), refused: {where}. "
+                    "Set KEEL_SECRET_KEY to a real secret, "
+                    "or bind the API to loopback with KEEL_API_HOST=127.0.0.1"
+                )
+        if self.env == "production" and self.metrics_token is None and self.metrics_port is None:
+            raise ValueError(
+                "KEEL_METRICS_TOKEN is required when KEEL_ENV=production, unless KEEL_METRICS_PORT "
+                "serves /metrics on a separate, internal port"
+            )
+        return self
+
+    # --- end of edge hardening (issue 9) --------------------------------------
 
     # --- identity, derived ---------------------------------------------------
     @property

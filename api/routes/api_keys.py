@@ -9,9 +9,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from api.deps import PrincipalDep, ResourcesDep
+from api.text_guard import RequestModel
 from core.models.audit import AuditEntry, AuditEvent
 from core.models.principal import Principal
 from core.policy.permissions import Permission
@@ -20,9 +21,7 @@ from infra.db.api_keys_repo import ApiKeyRecord
 router = APIRouter(prefix="/api/v1/api-keys", tags=["api-keys"])
 
 
-class CreateApiKeyRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class CreateApiKeyRequest(RequestModel):
     name: str = Field(min_length=1, max_length=100)
     scopes: list[Permission] = Field(
         min_length=1, max_length=len(Permission), description="Permissions the key may use"

@@ -11,7 +11,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api import chat_gateway
 from api.deps import AgentUser, ResourcesDep
-from api.errors import ApiError
+from api.errors import ApiError, public_error
 from api.schemas import ChatRequest, ChatResponse
 from api.state import ApiResources
 from api.turn_stream import relay_turn
@@ -51,8 +51,7 @@ async def _session_for(
 
 
 def _check_message(resources: ApiResources, message: str) -> None:
-    if not message.strip():
-        raise ApiError(ErrorCode.EMPTY_MESSAGE, "message is empty")
+    # Blank messages are refused by the schema (empty_message); the limit is a setting.
     limit = resources.settings.chat_max_message_chars
     if len(message) > limit:
         raise ApiError(
@@ -83,7 +82,11 @@ async def _audit_new_session(
 
 
 def _response(result: TurnResult) -> ChatResponse:
-    return ChatResponse.model_validate(result.model_dump())
+    response = ChatResponse.model_validate(result.model_dump())
+    if response.error is not None:
+        code, message = public_error(response.error.code, response.error.message)
+        response.error = response.error.model_copy(update={"code": code, "message": message})
+    return response
 
 
 @router.post("", operation_id="chat", response_model=ChatResponse)

@@ -31,6 +31,7 @@ from api.schemas import (
     ShareResponse,
 )
 from api.state import ApiResources
+from api.text_guard import refuse_bad_text
 from core.errors import ErrorCode
 from core.models.audit import AuditEntry, AuditEvent
 from core.models.ingest import BatchIngestInput, DeleteDocumentInput, DocumentAclInput, IngestDocumentInput
@@ -102,6 +103,8 @@ def _managed(principal: Principal, doc: DocumentRecord) -> DocumentRecord:
 
 
 async def _read_upload(resources: ApiResources, upload: UploadFile) -> bytes:
+    refuse_bad_text(upload.filename or "", field="the file name")
+    refuse_bad_text(upload.content_type or "", field="the file's content type")
     limit = resources.settings.ingest_max_file_bytes
     parts: list[bytes] = []
     size = 0

@@ -12,6 +12,7 @@ from temporalio.client import WorkflowFailureError
 
 from api.deps import AgentUser, ResourcesDep, ToolAdmin
 from api.errors import ApiError
+from api.text_guard import RequestModel
 from core.errors import ErrorCode
 from core.models.audit import AuditEntry, AuditEvent
 from core.models.tools import ApprovalDecision
@@ -28,13 +29,11 @@ router = APIRouter(prefix="/api/v1", tags=["tools"])
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 
 
-class _Request(BaseModel):
-    model_config = {"extra": "forbid"}
-
-
-class ToolServerRequest(_Request):
-    name: str = Field(min_length=1, max_length=40)
-    transport: Literal["stdio", "http", "builtin"]
+class ToolServerRequest(RequestModel):
+    name: str = Field(min_length=1, max_length=40, pattern=_NAME.pattern)
+    transport: Literal["stdio", "http"] = Field(
+        description="`stdio` needs `command`; `http` needs `url` (an allowed host)"
+    )
     command: str | None = Field(default=None, max_length=500)
     args: list[str] = Field(default_factory=list, max_length=100)
     env: dict[str, str] = Field(default_factory=dict)
@@ -94,7 +93,7 @@ class ApprovalList(BaseModel):
     approvals: list[ApprovalOut]
 
 
-class DecisionRequest(_Request):
+class DecisionRequest(RequestModel):
     decision: Literal["approve", "deny"]
     comment: str | None = Field(default=None, max_length=2000)
 
@@ -117,8 +116,6 @@ def _approval_view(record: ApprovalRecord) -> ApprovalOut:
 
 
 async def _validate_server(body: ToolServerRequest, allowed_hosts: list[str]) -> None:
-    if not _NAME.match(body.name):
-        raise ApiError(ErrorCode.INVALID_REQUEST, "name: letters, digits, '-' and '_' only")
     if body.transport == "stdio" and not body.command:
         raise ApiError(ErrorCode.INVALID_REQUEST, "a stdio tool server needs a command")
     if body.transport == "http":
@@ -128,8 +125,6 @@ async def _validate_server(body: ToolServerRequest, allowed_hosts: list[str]) ->
             await resolve_and_check(body.url, allowed_hosts=allowed_hosts)
         except EgressRefused as exc:
             raise ApiError(ErrorCode.POLICY_DENIED, f"refused tool url: {exc}") from exc
-    if body.transport == "builtin":
-        raise ApiError(ErrorCode.INVALID_REQUEST, "no built-in tools are available yet")
 
 
 @router.post("/admin/tools", operation_id="add_tool_server", status_code=201, response_model=ToolServerView)

@@ -14,10 +14,11 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from api.deps import AuditViewer, BudgetAdmin, PrincipalDep, ResourcesDep
 from api.errors import ApiError, request_id_of
+from api.text_guard import RequestModel
 from core.errors import ErrorCode
 from core.models.audit import AuditEntry, AuditEvent
 from core.models.principal import Principal
@@ -83,9 +84,7 @@ class AdminUsageView(BaseModel):
     total_cost: float
 
 
-class BudgetRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class BudgetRequest(RequestModel):
     #: Tokens per UTC day; null: unlimited.
     daily_tokens: int | None = Field(ge=1, le=10**12)
     #: Tokens per UTC calendar month; null: unlimited.

@@ -128,3 +128,17 @@ async def test_dev_token_request_is_validated(api: RunningApi) -> None:
     _assert_error(
         await api.http.post("/api/v1/auth/dev-token", json={"user_id": "a b"}), 422, "invalid_request"
     )
+
+
+async def test_a_wrong_method_answers_405_with_allow_and_keels_body(api: RunningApi) -> None:
+    headers = await api.auth("olga")
+    for method, path, allowed in (
+        ("PUT", "/api/v1/sessions/abc", {"GET", "DELETE"}),  # two routes share the path
+        ("DELETE", "/api/v1/chat", {"POST"}),
+        ("PATCH", "/api/v1/auth/callback", {"GET", "POST"}),
+        ("POST", "/health/live", {"GET"}),
+        ("DELETE", "/metrics", {"GET", "HEAD"}),
+    ):
+        resp = await api.http.request(method, path, headers=headers)
+        _assert_error(resp, 405, "method_not_allowed")
+        assert set(resp.headers["allow"].split(", ")) == allowed, (path, resp.headers["allow"])

@@ -228,7 +228,7 @@ async def test_health_probes(platform: RunningApi) -> None:
     ready = await platform.http.get("/health/ready")
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"temporal": "ok", "postgres": "ok", "redis": "ok"}
-    metrics = await platform.http.get("/metrics/")
+    metrics = await platform.http.get("/metrics")
     assert metrics.status_code == 200
 
 

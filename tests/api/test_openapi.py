@@ -98,3 +98,36 @@ def test_streams_are_documented_as_event_streams(spec: dict[str, Any]) -> None:
     ):
         content = spec["paths"][path][method]["responses"]["200"]["content"]
         assert "text/event-stream" in content, path
+
+
+def _error_schema(response: dict[str, Any]) -> str:
+    return str(response["content"]["application/json"]["schema"]["$ref"])
+
+
+def test_403_and_405_are_documented_with_keels_error_body(spec: dict[str, Any]) -> None:
+    operations = [
+        (f"{method.upper()} {path}", op)
+        for path, item in spec["paths"].items()
+        for method, op in item.items()
+        if method in HTTP_METHODS
+    ]
+    assert len(operations) > 25
+    for where, op in operations:
+        responses = op["responses"]
+        assert _error_schema(responses["405"]).endswith("/ErrorResponse"), where
+        assert "Allow" in responses["405"]["headers"], where
+        assert _error_schema(responses["422"]).endswith("/ErrorResponse"), where
+        if "security" in op:
+            assert _error_schema(responses["403"]).endswith("/ErrorResponse"), where
+            scopes = {s for requirement in op["security"] for v in requirement.values() for s in v}
+            assert "forbidden" in responses["403"]["description"] or not scopes, where
+
+
+def test_schema_valid_chat_messages_are_not_refused_by_a_hidden_rule(spec: dict[str, Any]) -> None:
+    """A blank message is refused by the schema itself: minLength and a not-only-whitespace pattern."""
+    message = spec["components"]["schemas"]["ChatRequest"]["properties"]["message"]
+    assert message["minLength"] == 1
+    assert message["pattern"] == r"\S"
+    tool = spec["components"]["schemas"]["ToolServerRequest"]["properties"]
+    assert tool["name"]["pattern"].startswith("^")
+    assert set(tool["transport"]["enum"]) == {"stdio", "http"}

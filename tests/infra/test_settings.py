@@ -21,6 +21,7 @@ PROD: dict[str, Any] = {
     "temporal_address": "temporal:7233",
     "entra_tenant_id": "00000000-0000-4000-8000-000000000001",
     "entra_client_id": "00000000-0000-4000-8000-000000000002",
+    "metrics_token": SecretStr("a-metrics-scrape-token-from-the-vault"),
 }
 
 
@@ -39,6 +40,7 @@ def test_production_accepts_a_complete_configuration() -> None:
         ({"entra_client_id": None}, "KEEL_ENTRA_TENANT_ID and KEEL_ENTRA_CLIENT_ID"),
         ({"role_mapping": {"g1": "Superuser"}}, "unknown roles"),
         ({"oidc_algorithms": ["RS256", "HS256"]}, "asymmetric algorithms only"),
+        ({"metrics_token": None}, "KEEL_METRICS_TOKEN is required when KEEL_ENV=production"),
     ],
 )
 def test_production_refuses_unsafe_settings(override: dict[str, Any], message: str) -> None:
@@ -79,3 +81,54 @@ def test_entra_settings_derive_v1_and_v2_issuers_audiences_and_keys() -> None:
     override = Settings(**{**PROD, "oidc_issuer": "https://idp.example/", "oidc_audience": "keel"})
     assert override.resolved_oidc_issuers == ["https://idp.example/"]
     assert override.resolved_oidc_audiences == ["keel"]
+
+
+def test_production_serves_metrics_without_a_token_only_on_their_own_port() -> None:
+    settings = Settings(**{**PROD, "metrics_token": None, "metrics_port": 9464})
+    assert settings.metrics_port == 9464
+
+
+@pytest.mark.parametrize("env", ["development", "test", "production"])
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3", "keel.internal", "", "[::]"])
+def test_dev_auth_is_refused_off_loopback_whatever_the_env(env: str, host: str) -> None:
+    config: dict[str, Any] = {**PROD, "env": env, "auth_mode": "dev", "api_host": host}
+    with pytest.raises(ValidationError, match="KEEL_AUTH_MODE=dev is refused"):
+        Settings(**config)
+
+
+@pytest.mark.parametrize("env", ["development", "test"])  # production refuses it anywhere (above)
+@pytest.mark.parametrize("secret", ["", "keel-dev-insecure-secret-change-me"])
+def test_the_placeholder_secret_is_refused_off_loopback_whatever_the_env(env: str, secret: str) -> None:
+    config: dict[str, Any] = {**PROD, "env": env, "secret_key": SecretStr(secret), "api_host": "0.0.0.0"}
+    with pytest.raises(ValidationError, match="KEEL_SECRET_KEY is the public development placeholder") as err:
+        Settings(**config)
+    assert "KEEL_API_HOST=127.0.0.1" in str(err.value)  # the message says what to change
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "::1", "[::1]", "localhost", "LOCALHOST"])
+def test_dev_auth_and_the_placeholder_are_accepted_on_loopback(host: str) -> None:
+    settings = Settings(env="development", auth_mode="dev", api_host=host)
+    assert settings.auth_mode == "dev"
+
+
+def test_off_loopback_needs_oidc_and_a_real_secret() -> None:
+    settings = Settings(
+        env="development", auth_mode="oidc", api_host="0.0.0.0", secret_key=SecretStr("a-real-secret-0123")
+    )
+    assert settings.api_host == "0.0.0.0"
+
+
+def test_keel_refuses_to_start_with_dev_auth_off_loopback() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
+    env.update({"KEEL_ENV": "development", "KEEL_AUTH_MODE": "dev", "KEEL_API_HOST": "0.0.0.0"})
+    for command in ("api", "dev"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "workers.cli", command],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert "KEEL_AUTH_MODE=dev is refused: KEEL_API_HOST='0.0.0.0' is not a loopback" in proc.stderr
+        assert "Traceback" not in proc.stderr
