@@ -23,6 +23,7 @@ from api.routes import knowledge as knowledge_routes
 from api.routes import usage as usage_routes
 from api.schemas import ERROR_RESPONSES
 from api.state import ApiResources
+from api.upload_limits import UploadSizeLimitMiddleware
 from infra.agents import AgentRegistry
 from infra.auth.oidc import OidcVerifier, oidc_http_client
 from infra.db.migrate import apply_migrations
@@ -98,6 +99,7 @@ def create_app(settings: Settings, *, knowledge: KnowledgeServices | None = None
     app.state.resources = None
     install_error_handlers(app)
     app.add_middleware(ConcurrencyLimitMiddleware)  # inside RequestIdMiddleware (added last = outermost)
+    app.add_middleware(UploadSizeLimitMiddleware)  # refuses oversized uploads before they take a slot
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     routers = (auth, api_keys, chat, sessions, knowledge_routes, admin, tools, agents, usage_routes)
