@@ -16,6 +16,7 @@ from infra.settings import Settings
 from tests.conftest import RunningApi
 from tests.ingest.test_parsing import bomb_docx
 from tests.knowledge.test_documents_api import HANDBOOK, _kb_ids, upload, wait_settled
+from tests.test_kb_cli import _folder, keel
 
 pytestmark = pytest.mark.slow
 
@@ -172,6 +173,18 @@ async def test_chunk_limit_and_docx_bomb_fail_their_documents(platform: RunningA
     exploded = await wait_settled(platform, owner, kb, bomb)
     assert exploded["status"] == "failed" and exploded["error_code"] == "document_too_complex", exploded
     assert (await wait_settled(platform, owner, kb, fine))["status"] == "ready"
+
+
+async def test_kb_upload_waits_while_the_api_says_ingest_busy(platform: RunningApi, tmp_path: Path) -> None:
+    """Four files in batches of two with at most three in flight: the second batch is refused
+    with ingest_busy until the first is done; the command waits and sends it again."""
+    root = _folder(tmp_path / "docs")
+    token = await platform.token("lim-cli")
+    status, out, err = await keel(
+        "kb", "upload", str(root), "--api", platform.base_url, "--batch-size", "2", token=token
+    )
+    assert status == 1, (out, err)  # broken.pdf fails, as it should
+    assert "ready:  3" in out and "failed: 1" in out and "Traceback" not in err, (out, err)
 
 
 async def test_request_lists_are_bounded(api: RunningApi) -> None:
