@@ -45,6 +45,9 @@ class IngestConfig:
     chunk_chars: int
     chunk_overlap: int
     embed_batch_size: int
+    max_docx_part_bytes: int
+    parse_timeout_s: float
+    max_chunks_per_document: int
 
 
 class IngestActivities:
@@ -88,6 +91,8 @@ class IngestActivities:
                     filename=doc.filename,
                     content_type=doc.content_type,
                     max_pages=cfg.max_pages,
+                    max_part_bytes=cfg.max_docx_part_bytes,
+                    timeout_s=cfg.parse_timeout_s,
                 )
             )
         except KeelError as err:
@@ -97,6 +102,14 @@ class IngestActivities:
         )
         if not chunks:
             raise from_keel_error(KeelError(ErrorCode.DOCUMENT_EMPTY, "the document contains no text"))
+        if len(chunks) > cfg.max_chunks_per_document:
+            raise from_keel_error(
+                KeelError(
+                    ErrorCode.DOCUMENT_TOO_MANY_CHUNKS,
+                    f"The document makes {len(chunks)} chunks; at most {cfg.max_chunks_per_document} "
+                    "can be indexed per document. Split it into smaller files.",
+                )
+            )
         await self._repo.replace_chunks(doc.id, chunks)
         log.info("ingest.parsed", document_id=doc.id, pages=parsed.page_count, chunks=len(chunks))
         return ParseResult(

@@ -25,6 +25,7 @@ from api.routes import usage as usage_routes
 from api.schemas import ERROR_RESPONSES, document_refusals
 from api.state import ApiResources
 from api.text_guard import TextGuardMiddleware
+from api.upload_limits import UploadSizeLimitMiddleware
 from infra.agents import AgentRegistry
 from infra.auth.oidc import OidcVerifier, oidc_http_client
 from infra.db.migrate import apply_migrations
@@ -111,8 +112,10 @@ def create_app(settings: Settings, *, knowledge: KnowledgeServices | None = None
     app.state.shared_knowledge = knowledge
     app.state.resources = None
     install_error_handlers(app)
-    # Added last = outermost: request id, then the text guard, then load shedding.
+    # Added last = outermost: request id, the text guard, the upload size limit (refuses
+    # oversized uploads before they take a slot), then load shedding.
     app.add_middleware(ConcurrencyLimitMiddleware)
+    app.add_middleware(UploadSizeLimitMiddleware)
     app.add_middleware(TextGuardMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -16,12 +16,21 @@ from core.models.tools import ApprovalView, ToolCallRecord
 _Request = RequestModel  # unknown fields and bad text (NUL, lone surrogates) are refused
 
 
+# Bounds on request lists: whatever a request carries may reach a workflow's input,
+# and Temporal refuses payloads of a few MB (issue 9).
+MAX_KNOWLEDGE_BASE_IDS = 50
+MAX_SHARE_PRINCIPALS = 100
+Id = Annotated[str, Field(min_length=1, max_length=200)]
+GroupName = Annotated[str, Field(min_length=1, max_length=256)]
+RoleName = Annotated[str, Field(min_length=1, max_length=64)]
+
+
 class DevTokenRequest(_Request):
     user_id: str = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._@:-]+$")
     email: str | None = Field(default=None, max_length=320)
     display_name: str | None = Field(default=None, max_length=256)
-    groups: list[str] = Field(default_factory=list, max_length=500)
-    roles: list[str] = Field(default_factory=list, max_length=50)
+    groups: list[GroupName] = Field(default_factory=list, max_length=500)
+    roles: list[RoleName] = Field(default_factory=list, max_length=50)
 
 
 class TokenResponse(BaseModel):
@@ -38,7 +47,7 @@ class ChatRequest(_Request):
         "(`413 message_too_large`)",
     )
     session_id: str | None = Field(default=None, max_length=64)
-    knowledge_base_ids: list[str] | None = None
+    knowledge_base_ids: list[Id] | None = Field(default=None, max_length=MAX_KNOWLEDGE_BASE_IDS)
     agent: str | None = Field(
         default=None,
         max_length=40,
@@ -162,8 +171,16 @@ class DocumentList(BaseModel):
 
 
 class ShareRequest(_Request):
-    user_ids: list[str] = Field(default_factory=list, max_length=500)
-    group_ids: list[str] = Field(default_factory=list, max_length=500)
+    """At most ``MAX_SHARE_PRINCIPALS`` users and groups together."""
+
+    user_ids: list[Id] = Field(default_factory=list, max_length=MAX_SHARE_PRINCIPALS)
+    group_ids: list[Id] = Field(default_factory=list, max_length=MAX_SHARE_PRINCIPALS)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> ShareRequest:
+        if len(self.user_ids) + len(self.group_ids) > MAX_SHARE_PRINCIPALS:
+            raise ValueError(f"share with at most {MAX_SHARE_PRINCIPALS} users and groups per request")
+        return self
 
 
 class ShareResponse(BaseModel):

@@ -56,6 +56,10 @@ class ErrorCode(StrEnum):
     DOCUMENT_CORRUPT = "document_corrupt"
     DOCUMENT_ENCRYPTED = "document_encrypted"
     DOCUMENT_TOO_LARGE = "document_too_large"
+    DOCUMENT_TOO_COMPLEX = "document_too_complex"
+    DOCUMENT_TOO_MANY_CHUNKS = "document_too_many_chunks"
+    PARSE_TIMEOUT = "parse_timeout"
+    INGEST_BUSY = "ingest_busy"
     RETRIEVAL_UNAVAILABLE = "retrieval_unavailable"
     # ours
     INTERNAL = "internal_error"
@@ -78,6 +82,9 @@ NON_RETRYABLE: frozenset[ErrorCode] = frozenset(
         ErrorCode.DOCUMENT_CORRUPT,
         ErrorCode.DOCUMENT_ENCRYPTED,
         ErrorCode.DOCUMENT_TOO_LARGE,
+        ErrorCode.DOCUMENT_TOO_COMPLEX,
+        ErrorCode.DOCUMENT_TOO_MANY_CHUNKS,
+        ErrorCode.PARSE_TIMEOUT,
         ErrorCode.FILE_TOO_LARGE,
         ErrorCode.DOCUMENT_NOT_FOUND,
     }

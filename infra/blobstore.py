@@ -10,14 +10,25 @@ import asyncio
 import hashlib
 import os
 import re
+import uuid
+from collections.abc import AsyncIterable
 from pathlib import Path
-from typing import Protocol
+from typing import IO, NamedTuple, Protocol
 
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9/_.-]{0,255}$")
 
 
+class StoredBlob(NamedTuple):
+    sha256: str
+    size_bytes: int
+
+
 class BlobStore(Protocol):
     async def put(self, key: str, data: bytes) -> str: ...
+    async def put_stream(self, key: str, chunks: AsyncIterable[bytes]) -> StoredBlob:
+        """Write ``chunks`` as they come (never all in memory); nothing is left if they raise."""
+        ...
+
     async def get(self, key: str) -> bytes: ...
     async def delete(self, key: str) -> None: ...
 
@@ -43,6 +54,32 @@ class FilesystemBlobStore:
 
         await asyncio.to_thread(write)
         return hashlib.sha256(data).hexdigest()
+
+    async def put_stream(self, key: str, chunks: AsyncIterable[bytes]) -> StoredBlob:
+        """Stream to a temp file (sha256 computed on the way), then rename; an error
+        raised by ``chunks`` (e.g. a size limit) removes the temp file and propagates."""
+        path = self._path(key)
+        tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.part")
+        digest = hashlib.sha256()
+        size = 0
+
+        def open_tmp() -> IO[bytes]:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return open(tmp, "wb")  # closed below, also on error
+
+        out = await asyncio.to_thread(open_tmp)
+        try:
+            async for chunk in chunks:
+                digest.update(chunk)
+                size += len(chunk)
+                await asyncio.to_thread(out.write, chunk)
+            await asyncio.to_thread(out.close)
+            await asyncio.to_thread(os.replace, tmp, path)
+        except BaseException:
+            out.close()
+            tmp.unlink(missing_ok=True)  # synchronous: this also runs on cancellation
+            raise
+        return StoredBlob(sha256=digest.hexdigest(), size_bytes=size)
 
     async def get(self, key: str) -> bytes:
         return await asyncio.to_thread(self._path(key).read_bytes)

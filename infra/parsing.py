@@ -3,7 +3,8 @@
 Every failure a user can cause is a ``KeelError`` with a code from ``core.errors``
 and a message safe to show them (what is wrong with the file, never a trace):
 unsupported type, extension/content mismatch, empty, corrupt, encrypted, too
-many pages. Anything else escaping from here is a bug of ours.
+many pages, too complex (a DOCX part that unpacks too big), too slow (the
+parse outlived its time budget). Anything else escaping from here is a bug of ours.
 """
 
 from __future__ import annotations
@@ -18,17 +19,18 @@ from html import unescape
 from pathlib import PurePosixPath, PureWindowsPath
 
 import html2text
-from docx import Document
-from docx.table import Table
-from docx.text.paragraph import Paragraph
 from pydantic import BaseModel
 from pypdf import PasswordType, PdfReader
 
 from core.errors import ErrorCode, KeelError
 from core.ingest.chunking import DocType, SourceText, first_heading
+from infra.docx_text import read_docx
+from infra.parse_budget import Deadline
 
 # Uncompressed size a .docx may unpack to (guards against zip bombs).
 MAX_DOCX_UNPACKED_BYTES = 256 * 1024 * 1024
+# Uncompressed size of one XML part of a .docx (document.xml, styles.xml, ...) that is read.
+MAX_DOCX_PART_BYTES = 64 * 1024 * 1024
 
 SUPPORTED = (
     "PDF (.pdf), Word (.docx), text (.txt), Markdown (.md, .markdown), HTML (.html, .htm), JSON (.json)"
@@ -74,7 +76,6 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
 )
 _HTML_ROOT = re.compile(r"<(?:!doctype\s+html|html)\b", re.I)
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
-_DOCX_HEADING = re.compile(r"^heading\s*([1-9])$", re.I)
 
 
 class ParsedDocument(BaseModel):
@@ -112,20 +113,25 @@ def parse_document(
     max_pages: int = 2000,
     on_page: Callable[[int], None] | None = None,
     max_unpacked_bytes: int = MAX_DOCX_UNPACKED_BYTES,
+    max_part_bytes: int = MAX_DOCX_PART_BYTES,
+    timeout_s: float | None = None,
 ) -> ParsedDocument:
     """Detect the type and extract text (PDF pages, DOCX as markdown-ish text, HTML as markdown).
 
     ``on_page(n)`` is called after each extracted page (once for unpaged types) so
-    a long parse can heartbeat.
+    a long parse can heartbeat. ``timeout_s`` bounds the parse (checked between
+    DOCX XML chunks and PDF pages): beyond it, ``parse_timeout``.
     """
+    deadline = Deadline(timeout_s)
     doc_type = detect_type(
         filename=filename, content_type=content_type, data=data, max_unpacked_bytes=max_unpacked_bytes
     )
     if doc_type == "pdf":
-        parsed = _parse_pdf(data, max_pages=max_pages, on_page=on_page)
+        parsed = _parse_pdf(data, max_pages=max_pages, on_page=on_page, deadline=deadline)
     else:
         if doc_type == "docx":
-            title, text = _parse_docx(data)
+            core_title, text = read_docx(data, max_part_bytes=max_part_bytes, deadline=deadline)
+            title = _clean_title(core_title) or _first_title(text)
         else:
             title, text = _parse_text(_decode(data) or "", doc_type)
         parsed = ParsedDocument(
@@ -279,7 +285,9 @@ def _unsupported(claim: str) -> KeelError:
 
 
 # ------------------------------------------------------------------ PDF
-def _parse_pdf(data: bytes, *, max_pages: int, on_page: Callable[[int], None] | None) -> ParsedDocument:
+def _parse_pdf(
+    data: bytes, *, max_pages: int, on_page: Callable[[int], None] | None, deadline: Deadline
+) -> ParsedDocument:
     try:
         reader = PdfReader(io.BytesIO(data))
         encrypted = reader.is_encrypted
@@ -301,6 +309,7 @@ def _parse_pdf(data: bytes, *, max_pages: int, on_page: Callable[[int], None] | 
         raise KeelError(ErrorCode.DOCUMENT_EMPTY, "The PDF has no pages.")
     pages: list[SourceText] = []
     for number in range(1, count + 1):
+        deadline.check()
         try:
             text = reader.pages[number - 1].extract_text()
         except Exception as exc:
@@ -341,46 +350,6 @@ def _pdf_title(reader: PdfReader) -> str | None:
     except Exception:  # a damaged info dictionary only costs the title
         return None
     return _clean_title(title)
-
-
-# ------------------------------------------------------------------ DOCX
-def _parse_docx(data: bytes) -> tuple[str | None, str]:
-    try:
-        document = Document(io.BytesIO(data))
-        blocks = [_docx_block(item) for item in document.iter_inner_content()]
-        title = _clean_title(document.core_properties.title)
-    except Exception as exc:  # python-docx and lxml raise many kinds on malformed parts
-        raise KeelError(
-            ErrorCode.DOCUMENT_CORRUPT, "The Word document is damaged and cannot be read."
-        ) from exc
-    text = "\n\n".join(b for b in blocks if b)
-    return title or _first_title(text), text
-
-
-def _docx_block(item: Paragraph | Table) -> str:
-    if isinstance(item, Table):
-        rows = []
-        for row in item.rows:
-            cells: list[str] = []
-            seen: set[int] = set()
-            for cell in row.cells:  # a merged cell appears once per grid column it spans
-                if id(cell._tc) in seen:
-                    continue
-                seen.add(id(cell._tc))
-                cells.append(" ".join(cell.text.split()))
-            if any(cells):
-                rows.append(" | ".join(cells))
-        return "\n".join(rows)
-    text = item.text.strip()
-    if not text:
-        return ""
-    style = item.style.name if item.style is not None and item.style.name else ""
-    level = _DOCX_HEADING.match(style.strip())
-    if level:
-        return f"{'#' * int(level.group(1))} {' '.join(text.split())}"
-    if style.strip().lower() == "title":
-        return f"# {' '.join(text.split())}"
-    return text
 
 
 # ------------------------------------------------------------------ text, markdown, HTML, JSON

@@ -105,6 +105,13 @@ class Settings(BaseSettings):
     embedding_batch_size: int | None = Field(default=None, ge=1)
     retrieval_top_k: int = Field(default=5, ge=1, le=50)
 
+    # --- ingestion limits (issue 9) -------------------------------------------
+    ingest_max_batch_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
+    ingest_max_docx_part_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    ingest_parse_timeout_s: float = Field(default=120.0, gt=0)
+    ingest_max_chunks_per_document: int = Field(default=10_000, ge=1)
+    ingest_max_in_flight_per_user: int = Field(default=100, ge=1)
+
     # --- agents --------------------------------------------------------------
     agents_path: Path | None = None
     default_agent: str = "default"

@@ -37,6 +37,9 @@ async def ingest_activities(
                 chunk_chars=settings.ingest_chunk_chars,
                 chunk_overlap=settings.ingest_chunk_overlap,
                 embed_batch_size=settings.embedding_batch_size or 64,
+                max_docx_part_bytes=settings.ingest_max_docx_part_bytes,
+                parse_timeout_s=settings.ingest_parse_timeout_s,
+                max_chunks_per_document=settings.ingest_max_chunks_per_document,
             ),
         )
     finally:

@@ -346,13 +346,25 @@ class Upload:
     def run(self, files: Sequence[Path], batch_size: int) -> None:
         self._show()
         for chunk in _batches(files, batch_size):
-            batch = start_batch(self.client, self.kb_id, self.root, chunk)
+            batch = self._start(chunk)
             self.batches.append(batch)
             self.paths.update(zip(batch.document_ids, chunk, strict=True))
             self._show()
             if self._last_poll is None or self.clock() - self._last_poll >= self._interval():
                 self._poll_pending()
         while not all(b.done for b in self.batches):
+            self.sleep(self._interval())
+            self._poll_pending()
+
+    def _start(self, chunk: Sequence[Path]) -> Batch:
+        """Start a batch; while the API says ``ingest_busy`` and batches of ours are still
+        processing, wait for them (polling) and try again."""
+        while True:
+            try:
+                return start_batch(self.client, self.kb_id, self.root, chunk)
+            except CliError as exc:
+                if exc.code != "ingest_busy" or all(b.done for b in self.batches):
+                    raise
             self.sleep(self._interval())
             self._poll_pending()
 

@@ -9,7 +9,8 @@ same step so the returned id is readable at once.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from collections.abc import AsyncIterator, Sequence
+from typing import Annotated, NamedTuple
 
 from fastapi import APIRouter, File, Response, UploadFile
 from temporalio.common import WorkflowIDReusePolicy
@@ -39,6 +40,7 @@ from core.models.principal import Principal, group_principal, user_principal
 from core.names import acl_workflow_id, batch_workflow_id, delete_workflow_id, ingest_workflow_id
 from core.policy.acl import acl_filter
 from core.policy.documents import can_manage
+from infra.blobstore import StoredBlob
 from infra.db.knowledge_repo import DocumentRecord, KnowledgeBaseRecord, personal_kb_id
 from infra.knowledge import search_readable
 from workflows import search_attributes
@@ -51,6 +53,7 @@ router = APIRouter(prefix="/api/v1", tags=["knowledge"])
 
 _READ_CHUNK = 1024 * 1024
 _MAX_BATCH_FILES = 100
+_BUSY_RETRY_AFTER_S = 30
 
 
 def _kb_view(kb: KnowledgeBaseRecord, principal: Principal) -> KnowledgeBaseView:
@@ -102,40 +105,82 @@ def _managed(principal: Principal, doc: DocumentRecord) -> DocumentRecord:
     return doc
 
 
-async def _read_upload(resources: ApiResources, upload: UploadFile) -> bytes:
-    refuse_bad_text(upload.filename or "", field="the file name")
-    refuse_bad_text(upload.content_type or "", field="the file's content type")
+def _too_large(upload: UploadFile, limit: int) -> ApiError:
+    return ApiError(
+        ErrorCode.FILE_TOO_LARGE,
+        f"{upload.filename or 'the file'} is larger than the {limit} byte limit",
+        status=413,
+    )
+
+
+def _check_files(resources: ApiResources, files: Sequence[UploadFile]) -> None:
+    """Names and sizes of every file, before anything is stored (Starlette knows each
+    spooled file's size)."""
     limit = resources.settings.ingest_max_file_bytes
-    parts: list[bytes] = []
+    for upload in files:
+        refuse_bad_text(upload.filename or "", field="the file name")
+        refuse_bad_text(upload.content_type or "", field="the file's content type")
+        if upload.size is not None and upload.size > limit:
+            raise _too_large(upload, limit)
+
+
+async def _check_in_flight(resources: ApiResources, principal: Principal, adding: int) -> None:
+    """At most ``KEEL_INGEST_MAX_IN_FLIGHT_PER_USER`` of a user's documents processing at once."""
+    limit = resources.settings.ingest_max_in_flight_per_user
+    if adding > limit:
+        raise ApiError(
+            ErrorCode.INVALID_REQUEST,
+            f"at most {limit} documents may be processing at once; send at most {limit} files per request",
+        )
+    busy = await resources.knowledge_repo.processing_count(created_by=principal.user_id)
+    if busy + adding > limit:
+        raise ApiError(
+            ErrorCode.INGEST_BUSY,
+            f"{busy} of your documents are still processing and at most {limit} may be at once; "
+            "retry when some are ready",
+            headers={"Retry-After": str(_BUSY_RETRY_AFTER_S)},
+        )
+
+
+async def _chunks_of(upload: UploadFile, limit: int) -> AsyncIterator[bytes]:
     size = 0
     while chunk := await upload.read(_READ_CHUNK):
         size += len(chunk)
         if size > limit:
-            raise ApiError(
-                ErrorCode.FILE_TOO_LARGE,
-                f"{upload.filename or 'the file'} is larger than the {limit} byte limit",
-                status=413,
-            )
-        parts.append(chunk)
-    return b"".join(parts)
+            raise _too_large(upload, limit)
+        yield chunk
 
 
-async def _store_document(
-    resources: ApiResources, principal: Principal, kb: KnowledgeBaseRecord, upload: UploadFile, data: bytes
-) -> DocumentRecord:
+class _StoredUpload(NamedTuple):
+    doc_id: str
+    filename: str
+    content_type: str | None
+    blob_key: str
+    blob: StoredBlob
+
+
+async def _store_blob(resources: ApiResources, upload: UploadFile) -> _StoredUpload:
+    """Stream one upload to the blob store (1 MiB at a time, never whole in memory)."""
     doc_id = "doc-" + uuid.uuid4().hex[:24]
     filename = (upload.filename or "document").replace("/", "_").replace("\\", "_")[:255] or "document"
     blob_key = f"documents/{doc_id}"
-    sha256 = await resources.knowledge.blobs.put(blob_key, data)
+    limit = resources.settings.ingest_max_file_bytes
+    blob = await resources.knowledge.blobs.put_stream(blob_key, _chunks_of(upload, limit))
+    return _StoredUpload(doc_id, filename, upload.content_type, blob_key, blob)
+
+
+async def _insert_document(
+    resources: ApiResources, principal: Principal, kb: KnowledgeBaseRecord, stored: _StoredUpload
+) -> DocumentRecord:
     return await resources.knowledge_repo.insert_document(
-        id=doc_id,
+        id=stored.doc_id,
         kb_id=kb.id,
-        title=filename,
-        filename=filename,
-        content_type=upload.content_type,
-        size_bytes=len(data),
-        sha256=sha256,
-        blob_key=blob_key,
+        title=stored.filename,
+        filename=stored.filename,
+        content_type=stored.content_type,
+        size_bytes=stored.blob.size_bytes,
+        sha256=stored.blob.sha256,
+        blob_key=stored.blob_key,
         source="upload",
         owner_type=kb.owner_type,
         owner_id=kb.owner_id,
@@ -195,7 +240,9 @@ async def upload_document(
     kb_id: str, file: Annotated[UploadFile, File()], principal: Uploader, resources: ResourcesDep
 ) -> DocumentAccepted:
     kb = await _writable_kb(resources, principal, kb_id)
-    doc = await _store_document(resources, principal, kb, file, await _read_upload(resources, file))
+    _check_files(resources, [file])
+    await _check_in_flight(resources, principal, 1)
+    doc = await _insert_document(resources, principal, kb, await _store_blob(resources, file))
     await _start_ingest(resources, principal, doc.id)
     await _audit_upload(resources, principal, doc)
     return DocumentAccepted(document_id=doc.id, status="processing")
@@ -319,12 +366,19 @@ async def start_ingestion(
         raise ApiError(ErrorCode.INVALID_REQUEST, "send at least one file")
     if len(files) > _MAX_BATCH_FILES:
         raise ApiError(ErrorCode.INVALID_REQUEST, f"send at most {_MAX_BATCH_FILES} files per request")
-    # Every file is read (and size-checked) before any is stored: a refused batch leaves nothing behind.
-    contents = [await _read_upload(resources, f) for f in files]
-    docs = [
-        await _store_document(resources, principal, kb, f, data)
-        for f, data in zip(files, contents, strict=True)
-    ]
+    _check_files(resources, files)
+    await _check_in_flight(resources, principal, len(files))
+    # One file at a time to the blob store; rows only once all are stored: a refused
+    # batch leaves nothing behind (blobs already written are deleted).
+    stored: list[_StoredUpload] = []
+    try:
+        for upload in files:
+            stored.append(await _store_blob(resources, upload))
+    except Exception:
+        for done in stored:
+            await resources.knowledge.blobs.delete(done.blob_key)
+        raise
+    docs = [await _insert_document(resources, principal, kb, s) for s in stored]
     batch_id = "batch-" + uuid.uuid4().hex[:20]
     document_ids = [d.id for d in docs]
     await resources.knowledge_repo.insert_batch(

@@ -221,6 +221,13 @@ class KnowledgeRepository:
         )
         return found
 
+    async def processing_count(self, *, created_by: str) -> int:
+        """Documents this user uploaded that are still being ingested (the in-flight limit)."""
+        count: int = await self._pool.fetchval(
+            "SELECT count(*) FROM documents WHERE created_by = $1 AND status = 'processing'", created_by
+        )
+        return count
+
     async def document(self, doc_id: str) -> DocumentRecord | None:
         """System read (activities): no ACL."""
         row = await self._pool.fetchrow("SELECT * FROM documents WHERE id = $1", doc_id)

@@ -12,7 +12,7 @@ from pypdf import PdfReader, PdfWriter
 
 from core.errors import ErrorCode, KeelError
 from core.ingest.chunking import chunk_document
-from infra.parsing import ParsedDocument, detect_type, parse_document
+from infra.parsing import MAX_DOCX_PART_BYTES, ParsedDocument, detect_type, parse_document
 
 
 # ------------------------------------------------------------------ fixtures
@@ -93,6 +93,43 @@ def zip_with(names: list[str]) -> bytes:
         for name in names:
             archive.writestr(name, "<x/>")
     return buffer.getvalue()
+
+
+_W_NS = b'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+_PACKAGE = {
+    "[Content_Types].xml": b'<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/'
+    b'content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.'
+    b'relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName='
+    b'"/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.'
+    b'document.main+xml"/><Override PartName="/word/styles.xml" ContentType="application/vnd.'
+    b'openxmlformats-officedocument.wordprocessingml.styles+xml"/></Types>',
+    "_rels/.rels": b'<?xml version="1.0"?><Relationships xmlns="http://schemas.openxmlformats.org/package/'
+    b'2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/'
+    b'2006/relationships/officeDocument" Target="word/document.xml"/></Relationships>',
+    "word/_rels/document.xml.rels": b'<?xml version="1.0"?><Relationships xmlns="http://schemas.'
+    b'openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.'
+    b'openxmlformats.org/officeDocument/2006/relationships/styles" Target="styles.xml"/></Relationships>',
+    "word/styles.xml": b"<w:styles " + _W_NS + b'><w:style w:type="paragraph" w:default="1" '
+    b'w:styleId="Normal"><w:name w:val="Normal"/></w:style><w:style w:type="paragraph" '
+    b'w:styleId="Heading2"><w:name w:val="heading 2"/></w:style></w:styles>',
+}
+
+
+def docx_with_body(body: bytes, *, prolog: bytes = b"") -> bytes:
+    """A minimal Word package whose ``w:body`` holds ``body`` (written by hand, so any size)."""
+    document = prolog + b"<w:document " + _W_NS + b"><w:body>" + body + b"</w:body></w:document>"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, part in _PACKAGE.items():
+            archive.writestr(name, part)
+        archive.writestr("word/document.xml", document)
+    return buffer.getvalue()
+
+
+def bomb_docx(xml_bytes: int) -> bytes:
+    """One paragraph of ``xml_bytes`` of repeated runs: a small file, a huge part."""
+    run = b"<w:r><w:t>bomb</w:t></w:r>"
+    return docx_with_body(b"<w:p>" + run * (xml_bytes // len(run)) + b"</w:p>")
 
 
 HTML = b"""<!DOCTYPE html>
@@ -242,6 +279,62 @@ def test_docx_that_unpacks_too_big() -> None:
         parse_document(build_docx(), filename="bomb.docx", max_unpacked_bytes=1000)
     assert info.value.code == ErrorCode.DOCUMENT_TOO_LARGE
     assert parse_document(build_docx(), filename="fine.docx").doc_type == "docx"
+
+
+def test_docx_bomb_is_refused_as_too_complex() -> None:
+    """Red-team case (issue 9): a small DOCX whose document.xml unpacks past the per-part cap,
+    though under the whole-package cap, is refused up front instead of taking minutes and GBs."""
+    bomb = bomb_docx(MAX_DOCX_PART_BYTES + 1024 * 1024)
+    assert len(bomb) < 1024 * 1024
+    error = error_of(bomb, "bomb.docx")
+    assert error.code == ErrorCode.DOCUMENT_TOO_COMPLEX
+    assert "word/document.xml" in error.message
+    assert_user_safe(error)
+    with pytest.raises(KeelError) as info:
+        parse_document(bomb_docx(2 * 1024 * 1024), filename="b.docx", max_part_bytes=1024 * 1024)
+    assert info.value.code == ErrorCode.DOCUMENT_TOO_COMPLEX
+
+
+def test_docx_under_the_part_cap_streams() -> None:
+    parsed = parse_document(bomb_docx(4 * 1024 * 1024), filename="big.docx")
+    assert parsed.pages[0].text.startswith("bombbomb") and parsed.pages[0].text.endswith("bomb")
+
+
+def test_a_parse_over_its_time_budget_is_refused() -> None:
+    with pytest.raises(KeelError) as info:
+        parse_document(bomb_docx(4 * 1024 * 1024), filename="slow.docx", timeout_s=1e-6)
+    assert info.value.code == ErrorCode.PARSE_TIMEOUT
+    assert_user_safe(info.value)
+    with pytest.raises(KeelError) as info:
+        parse_document(build_pdf(["page"] * 20), filename="slow.pdf", timeout_s=1e-6)
+    assert info.value.code == ErrorCode.PARSE_TIMEOUT
+    assert not KeelError(ErrorCode.PARSE_TIMEOUT, "").retryable
+
+
+def test_docx_with_a_dtd_is_refused() -> None:
+    """Word never writes a DTD; refusing one rules out entity expansion ("billion laughs")."""
+    laughs = b'<!DOCTYPE w:document [<!ENTITY a "hahahahaha"><!ENTITY b "&a;&a;&a;&a;">]>'
+    data = docx_with_body(b"<w:p><w:r><w:t>&b;</w:t></w:r></w:p>", prolog=laughs)
+    assert error_of(data, "laughs.docx").code == ErrorCode.DOCUMENT_CORRUPT
+
+
+def test_docx_text_follows_python_docx() -> None:
+    """What python-docx returned (checked against it): hyperlink runs count, tracked insertions
+    and nested tables do not, a vertically merged cell repeats on each row it spans."""
+    body = (
+        b'<w:p><w:pPr><w:pStyle w:val="Heading2"/></w:pPr><w:r><w:t>Intro</w:t></w:r></w:p>'
+        b'<w:p><w:r><w:t xml:space="preserve">see </w:t><w:tab/></w:r><w:hyperlink><w:r><w:t>the site'
+        b"</w:t></w:r></w:hyperlink><w:ins><w:r><w:t>tracked</w:t></w:r></w:ins><w:r><w:br/>"
+        b'<w:t>next</w:t><w:br w:type="page"/></w:r></w:p>'
+        b'<w:tbl><w:tr><w:tc><w:tcPr><w:vMerge w:val="restart"/></w:tcPr><w:p><w:r><w:t>A</w:t></w:r>'
+        b"</w:p></w:tc><w:tc><w:p><w:r><w:t>B</w:t></w:r></w:p><w:tbl><w:tr><w:tc><w:p><w:r><w:t>nested"
+        b"</w:t></w:r></w:p></w:tc></w:tr></w:tbl></w:tc></w:tr><w:tr><w:tc><w:tcPr><w:vMerge/></w:tcPr>"
+        b"<w:p/></w:tc><w:tc><w:p><w:r><w:t>C</w:t></w:r></w:p></w:tc></w:tr></w:tbl>"
+        b'<w:p><w:pPr><w:pStyle w:val="Unknown"/></w:pPr><w:r><w:t>plain</w:t></w:r></w:p>'
+    )
+    parsed = parse_document(docx_with_body(body), filename="x.docx")
+    assert parsed.pages[0].text == "## Intro\n\nsee \tthe site\nnext\n\nA | B\nA | C\n\nplain"
+    assert parsed.title == "Intro"
 
 
 # ------------------------------------------------------------------ HTML, markdown, text, JSON
