@@ -33,30 +33,26 @@ from core.models.tools import (
     ResolveApprovalInput,
 )
 from core.policy.egress import EgressRefused
+from core.policy.redaction import redact
 from core.policy.tools import tools_for
 from infra.agents import AgentRegistry
 from infra.audit.log import AuditLog
 from infra.db.tools_repo import ToolServerRecord, ToolsRepository
-from infra.mcp_client import McpToolClient, ToolServerConfig, ToolTimeout, ToolUnavailable
+from infra.mcp_client import (
+    McpToolClient,
+    StdioCommandRefused,
+    ToolServerConfig,
+    ToolTimeout,
+    ToolUnavailable,
+)
 from infra.turn_events import TurnEventStream
+
+__all__ = ["ToolActivities", "redact", "server_config"]
 
 log = structlog.get_logger(__name__)
 
 #: Longest tool result kept in history and shown to the model.
 RESULT_CHARS = 8000
-
-
-def redact(arguments: dict[str, Any], pattern: re.Pattern[str]) -> dict[str, Any]:
-    """Arguments for the audit trail: values of keys matching ``pattern`` are masked."""
-    out: dict[str, Any] = {}
-    for key, value in arguments.items():
-        if pattern.search(key):
-            out[key] = "***"
-        elif isinstance(value, dict):
-            out[key] = redact(value, pattern)
-        else:
-            out[key] = value
-    return out
 
 
 def server_config(record: ToolServerRecord, *, headers: dict[str, str]) -> ToolServerConfig:
@@ -112,6 +108,7 @@ class ToolActivities:
             raise ApplicationError(
                 f"the tool '{inp.call.name}' was removed", type=ErrorCode.POLICY_DENIED, non_retryable=True
             )
+        arguments = await self._full_arguments(inp)
         audit_args = redact(inp.call.arguments, self._redact)
         common: dict[str, Any] = {
             "key": key,
@@ -120,6 +117,7 @@ class ToolActivities:
             "user_id": inp.user_id,
             "tool": inp.call.name,
             "arguments": audit_args,
+            "context_documents": inp.context_documents,
         }
         await self._repo.record_invocation(status="running", **common)
         started = time.monotonic()
@@ -127,10 +125,16 @@ class ToolActivities:
             outcome = await self._mcp.call_tool(
                 server_config(record, headers=self._secrets.get(record.headers_secret or "", {})),
                 inp.spec.tool,
-                inp.call.arguments,
+                arguments,
                 idempotency_key=key,
                 timeout_s=inp.spec.timeout_s,
             )
+        except StdioCommandRefused as exc:
+            await self._repo.record_invocation(status="refused", result=str(exc)[:500], **common)
+            await self._audit_invocation(inp, audit_args, "denied", reason=str(exc)[:500])
+            raise ApplicationError(
+                str(exc), type=ErrorCode.STDIO_COMMAND_NOT_ALLOWED, non_retryable=True
+            ) from exc
         except EgressRefused as exc:
             await self._repo.record_invocation(
                 status="refused", result=f"egress refused: {exc}"[:500], **common
@@ -159,7 +163,22 @@ class ToolActivities:
         await self._audit_invocation(
             inp, audit_args, "success" if outcome.ok else "failure", latency_ms=latency
         )
+        if outcome.ok and inp.call.arguments_ref:
+            await self._repo.forget_arguments(inp.call.arguments_ref)  # the result is recorded now
         return CallToolResult(ok=outcome.ok, content=content)
+
+    async def _full_arguments(self, inp: CallToolInput) -> dict[str, Any]:
+        """The arguments the tool gets: the redacted view unless secrets were masked, then the
+        full ones from Postgres (the one place they are read; never in workflow history)."""
+        ref = inp.call.arguments_ref
+        if ref is None:
+            return inp.call.arguments
+        found = await self._repo.arguments(ref)
+        if found is None:
+            raise ApplicationError(
+                "the arguments of this tool call are gone", type=ErrorCode.POLICY_DENIED, non_retryable=True
+            )
+        return found
 
     async def _audit_invocation(
         self,
@@ -185,6 +204,11 @@ class ToolActivities:
                     "turn_id": inp.turn_id,
                     "call_id": inp.call.call_id,
                     "arguments": arguments,
+                    # Documents the user does not own that were in the model's context.
+                    "context_documents": [
+                        d.model_dump()
+                        for d in (inp.context_documents if isinstance(inp, CallToolInput) else [])
+                    ],
                     **details,
                 },
                 dedupe_key=dedupe if attempt is None else f"{dedupe}:attempt-{attempt}",
@@ -203,6 +227,8 @@ class ToolActivities:
             status="refused",
             result=inp.reason,
         )
+        if inp.call.arguments_ref:  # the call will not run: its secrets are not kept
+            await self._repo.forget_arguments(inp.call.arguments_ref)
         log.warning("tool.refused", tool=inp.call.name, reason=inp.reason, user_id=inp.user_id)
         await self._audit_invocation(
             inp, redact(inp.call.arguments, self._redact), "denied", reason=inp.reason[:500]
@@ -211,7 +237,12 @@ class ToolActivities:
     @activity.defn
     async def record_approval(self, inp: RecordApprovalInput) -> None:
         view = inp.approval
-        await self._repo.insert_approval(view, requester=inp.requester, timeout_s=inp.timeout_s)
+        await self._repo.insert_approval(
+            view,
+            requester=inp.requester,
+            timeout_s=inp.timeout_s,
+            requester_api_key_id=inp.requester_api_key_id,
+        )
         await self._events.publish(view.turn_id, "approval.required", view.model_dump(mode="json"))
         log.info("tool.approval_requested", approval_id=view.id, tool=view.tool, requester=inp.requester)
 
@@ -220,6 +251,8 @@ class ToolActivities:
         await self._repo.resolve_approval(
             inp.approval_id, status=inp.status, decided_by=inp.decided_by, comment=inp.comment
         )
+        if inp.arguments_ref:  # the call will not run: its secrets are not kept
+            await self._repo.forget_arguments(inp.arguments_ref)
         log.info("tool.approval_decided", approval_id=inp.approval_id, status=inp.status, by=inp.decided_by)
 
     @activity.defn
@@ -233,6 +266,11 @@ class ToolActivities:
                 server_config(record, headers=self._secrets.get(record.headers_secret or "", {})),
                 refresh=True,
             )
+        except StdioCommandRefused as exc:
+            await self._repo.set_failed(server_id, str(exc)[:500])
+            raise ApplicationError(
+                str(exc)[:500], type=ErrorCode.STDIO_COMMAND_NOT_ALLOWED, non_retryable=True
+            ) from exc
         except (ToolTimeout, ToolUnavailable, EgressRefused) as exc:
             await self._repo.set_failed(server_id, str(exc)[:500])
             raise ApplicationError(

@@ -116,6 +116,7 @@ async def start_turn(
         knowledge_base_ids=knowledge_base_ids or [],
         groups=list(principal.groups),
         search_knowledge=search_knowledge,
+        api_key_id=principal.api_key_id,
     )
     for attempt in range(1, _START_ATTEMPTS + 1):
         try:

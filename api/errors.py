@@ -58,6 +58,8 @@ _STATUS_BY_CODE: dict[str, int] = {
     ErrorCode.LLM_REJECTED: 502,
     ErrorCode.LLM_BAD_RESPONSE: 502,
     ErrorCode.POLICY_DENIED: 403,
+    ErrorCode.SEPARATION_OF_DUTIES: 403,
+    ErrorCode.STDIO_COMMAND_NOT_ALLOWED: 422,
     ErrorCode.BUDGET_EXCEEDED: 429,
     ErrorCode.CANCELLED: 409,
     ErrorCode.ROUTE_NOT_FOUND: 404,

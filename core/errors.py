@@ -46,6 +46,8 @@ class ErrorCode(StrEnum):
     BUDGET_EXCEEDED = "budget_exceeded"
     RATE_LIMITED = "rate_limited"
     OVERLOADED = "overloaded"
+    SEPARATION_OF_DUTIES = "separation_of_duties"
+    STDIO_COMMAND_NOT_ALLOWED = "stdio_command_not_allowed"
     # documents and knowledge bases
     KNOWLEDGE_BASE_NOT_FOUND = "knowledge_base_not_found"
     DOCUMENT_NOT_FOUND = "document_not_found"
@@ -74,6 +76,7 @@ NON_RETRYABLE: frozenset[ErrorCode] = frozenset(
         ErrorCode.LLM_NOT_CONFIGURED,
         ErrorCode.LLM_REJECTED,
         ErrorCode.POLICY_DENIED,
+        ErrorCode.STDIO_COMMAND_NOT_ALLOWED,
         ErrorCode.BUDGET_EXCEEDED,
         ErrorCode.SESSION_NOT_FOUND,
         ErrorCode.UNSUPPORTED_TYPE,

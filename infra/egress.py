@@ -3,7 +3,12 @@
 Call :func:`resolve_and_check` right before opening a connection to an
 admin-registered URL (``infra.mcp_client.McpToolClient(url_guard=...)`` does it
 for every new session). A check made at registration time alone is not enough:
-DNS answers change.
+DNS answers change. Nor is a check followed by the HTTP client's own lookup (DNS
+rebinding: the second answer may be ``127.0.0.1``), so :func:`resolve_and_check`
+returns the addresses it checked and the client connects to those alone.
+
+``resolver`` is the port for DNS (tests pass their own, the way a rebinding
+resolver answers); the default is the system resolver.
 """
 
 from __future__ import annotations
@@ -11,11 +16,14 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from core.policy.egress import EgressRefused, check_tool_url, split_tool_url
 
-__all__ = ["EgressRefused", "resolve_and_check", "resolve_host"]
+__all__ = ["EgressRefused", "Resolver", "resolve_and_check", "resolve_host"]
+
+#: ``(host, port) -> addresses``; raises ``OSError`` when the name does not resolve.
+Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 
 async def resolve_host(host: str, port: int) -> list[str]:
@@ -37,11 +45,15 @@ async def resolve_host(host: str, port: int) -> list[str]:
     return addresses
 
 
-async def resolve_and_check(url: str, *, allowed_hosts: Sequence[str] = ()) -> None:
-    """Raise :class:`EgressRefused` unless every address of ``url``'s host may be reached.
+async def resolve_and_check(
+    url: str, *, allowed_hosts: Sequence[str] = (), resolver: Resolver = resolve_host
+) -> list[str]:
+    """The addresses of ``url``'s host, each checked; connect to these and no others.
 
-    Scheme and userinfo are checked before any DNS query. A resolution failure
-    raises ``OSError``.
+    Raises :class:`EgressRefused` unless every address may be reached. Scheme and
+    userinfo are checked before any DNS query. A resolution failure raises ``OSError``.
     """
     host, port = split_tool_url(url)
-    check_tool_url(url, resolved_ips=await resolve_host(host, port), allowed_hosts=allowed_hosts)
+    addresses = await resolver(host, port)
+    check_tool_url(url, resolved_ips=addresses, allowed_hosts=allowed_hosts)
+    return addresses

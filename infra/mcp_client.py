@@ -5,12 +5,21 @@ One :class:`McpToolClient` per worker process. It keeps one connected
 
 - **stdio** servers are started from the registered ``command`` and ``args``
   (an executable and its arguments, never a shell line) with an explicit
-  environment: ``PATH``, ``HOME`` and ``LANG`` from the worker plus the
-  registered ``env`` (the SDK adds ``LOGNAME``, ``SHELL``, ``TERM``, ``USER``);
-  the worker's secrets are not inherited.
+  environment: ``PATH`` and ``LANG`` from the worker plus the registered
+  ``env``; every variable the SDK would inherit (``HOME``, ``LOGNAME``,
+  ``SHELL``, ``TERM``, ``USER``) is set by Keel, so nothing else of the
+  worker's environment reaches the server. ``stdio_allowed_commands`` (when
+  set) refuses any other command (:class:`StdioCommandRefused`).
+  ``stdio_run_as_user``: when the worker runs as root, the server is started
+  through ``setpriv`` as that user (no groups, no capabilities, no new
+  privileges, cwd ``/``), so it cannot read the worker's
+  ``/proc/<pid>/environ`` nor its secret files.
 - **http** servers are reached over streamable HTTP at ``url`` with the
   registered ``headers`` (e.g. ``Authorization``). ``url_guard`` (typically
-  ``infra.egress.resolve_and_check``) runs before every new connection.
+  ``infra.egress.resolve_and_check``) runs before every new connection; when
+  it returns the addresses it checked, the connection is pinned to them
+  (no second DNS lookup: a rebinding answer is never used), keeping the
+  ``Host`` header, TLS server name and certificate check of the URL's host.
 
 Each session is held open by a background task of its own (the SDK's task
 groups must be entered and left by the same task); calls from any task of the
@@ -35,12 +44,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pwd
+import shutil
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast
 
 import anyio
+import httpcore2
 import httpx2
 import mcp_types as types
 import structlog
@@ -53,11 +65,13 @@ __all__ = [
     "DiscoveredTool",
     "McpToolClient",
     "McpToolError",
+    "StdioCommandRefused",
     "ToolCallOutcome",
     "ToolServerConfig",
     "ToolTimeout",
     "ToolUnavailable",
     "render_content",
+    "stdio_command_allowed",
 ]
 
 log = structlog.get_logger(__name__)
@@ -65,7 +79,7 @@ log = structlog.get_logger(__name__)
 #: Key of the idempotency key in the ``_meta`` of every ``tools/call`` request.
 IDEMPOTENCY_META_KEY = "keel/idempotency_key"
 
-_SAFE_ENV_VARS = ("PATH", "HOME", "LANG")
+_SAFE_ENV_VARS = ("PATH", "LANG")
 _CLIENT_INFO = types.Implementation(name="keel", version="0.1.0")
 _MAX_LIST_PAGES = 50
 _T = TypeVar("_T")
@@ -123,6 +137,22 @@ class ToolUnavailable(McpToolError):
     """The tool server could not be reached, or its connection broke."""
 
 
+class StdioCommandRefused(McpToolError):
+    """The stdio command is not in ``KEEL_MCP_STDIO_ALLOWED_COMMANDS`` (or cannot be isolated)."""
+
+
+def stdio_command_allowed(command: str, allowed: Sequence[str] | None) -> bool:
+    """``command`` is one of ``allowed`` (``None``: no restriction), exactly or as the same
+    executable on PATH (``uvx`` in the list also allows ``/usr/bin/uvx`` when that is what
+    ``uvx`` resolves to, and the other way round)."""
+    if allowed is None:
+        return True
+    if command in allowed:
+        return True
+    resolved = shutil.which(command)
+    return resolved is not None and resolved in {shutil.which(a) for a in allowed}
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -159,9 +189,71 @@ def _outcome(result: types.CallToolResult) -> ToolCallOutcome:
     )
 
 
-def _stdio_env(extra: Mapping[str, str]) -> dict[str, str]:
+def _stdio_env(extra: Mapping[str, str], *, user: pwd.struct_passwd | None) -> dict[str, str]:
+    """PATH and LANG of the worker, the identity variables of the user the server runs as,
+    then the registered ``env``. Every key the SDK would inherit from the worker is set here."""
     base = {name: value for name in _SAFE_ENV_VARS if (value := os.environ.get(name)) is not None}
-    return base | dict(extra)
+    name = user.pw_name if user else pwd.getpwuid(os.geteuid()).pw_name
+    identity = {
+        "HOME": user.pw_dir if user else os.environ.get("HOME", "/"),
+        "LOGNAME": name,
+        "USER": name,
+        "SHELL": "/bin/sh",
+        "TERM": "dumb",
+    }
+    return base | identity | dict(extra)
+
+
+class _PinnedBackend(httpcore2.AsyncNetworkBackend):
+    """Connects to the addresses the egress guard checked, never to a fresh DNS answer."""
+
+    def __init__(self, host: str, addresses: Sequence[str]) -> None:
+        self._host = host.strip("[]").rstrip(".").lower()
+        self._addresses = list(addresses)
+        self._inner = httpcore2.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore2.AsyncNetworkStream:
+        if host.strip("[]").rstrip(".").lower() != self._host:
+            raise httpcore2.ConnectError(f"{host!r} is not the checked host {self._host!r}")
+        failure: Exception = httpcore2.ConnectError(f"no checked address for {host!r}")
+        for address in self._addresses:
+            try:
+                return await self._inner.connect_tcp(
+                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
+            except (httpcore2.ConnectError, httpcore2.ConnectTimeout, OSError) as exc:
+                failure = exc
+        raise failure
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        socket_options: Any = None,
+    ) -> httpcore2.AsyncNetworkStream:
+        raise httpcore2.ConnectError("unix sockets are not used for tool servers")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _PinnedTransport(httpx2.AsyncHTTPTransport):
+    """httpx's transport with its connection pool on :class:`_PinnedBackend`: the URL (hence the
+    ``Host`` header and the TLS server name / certificate check) is unchanged."""
+
+    def __init__(self, host: str, addresses: Sequence[str]) -> None:
+        super().__init__(trust_env=False)
+        self._pool = httpcore2.AsyncConnectionPool(
+            ssl_context=httpx2.create_ssl_context(trust_env=False),
+            network_backend=_PinnedBackend(host, addresses),
+        )
 
 
 def _leaves(exc: BaseException) -> Iterator[BaseException]:
@@ -264,13 +356,17 @@ class McpToolClient:
     ``idle_close_s``: sessions unused this long are closed at the next checkout.
     ``request_timeout_s``: the SDK's read timeout for requests without their own
     (handshake, ``tools/list``). ``url_guard``: awaited with the URL before every
-    new http connection; whatever it raises (e.g. ``EgressRefused``) propagates.
+    new http connection; whatever it raises (e.g. ``EgressRefused``) propagates; the
+    addresses it returns (if any) are the only ones connected to.
+    ``stdio_allowed_commands`` / ``stdio_run_as_user``: see the module doc.
     """
 
     tools_ttl_s: float = 60.0
     idle_close_s: float = 300.0
     request_timeout_s: float = 60.0
-    url_guard: Callable[[str], Awaitable[None]] | None = None
+    url_guard: Callable[[str], Awaitable[Sequence[str] | None]] | None = None
+    stdio_allowed_commands: Sequence[str] | None = None
+    stdio_run_as_user: str | None = None
     clock: Callable[[], float] = time.monotonic
 
     _sessions: dict[str, _Session] = field(default_factory=dict, init=False, repr=False)
@@ -435,10 +531,11 @@ class McpToolClient:
             return session, fresh
 
     async def _connect(self, server: ToolServerConfig) -> _Session:
+        pinned: Sequence[str] | None = None
         if server.transport == "http" and self.url_guard is not None:
             assert server.url is not None  # the model validator guarantees it
-            await self.url_guard(server.url)
-        client, http = self._build(server)
+            pinned = await self.url_guard(server.url)
+        client, http = self._build(server, pinned=pinned)
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[None] = loop.create_future()
         stop = asyncio.Event()
@@ -459,12 +556,45 @@ class McpToolClient:
         log.info("mcp.connected", server_id=server.id, transport=server.transport)
         return session
 
-    def _build(self, server: ToolServerConfig) -> tuple[Client, httpx2.AsyncClient | None]:
-        if server.transport == "stdio":
-            assert server.command is not None  # the model validator guarantees it
-            params = StdioServerParameters(
-                command=server.command, args=list(server.args), env=_stdio_env(server.env)
+    def _stdio_params(self, server: ToolServerConfig) -> StdioServerParameters:
+        assert server.command is not None  # the model validator guarantees it
+        if not stdio_command_allowed(server.command, self.stdio_allowed_commands):
+            raise StdioCommandRefused(
+                f"the stdio command {server.command!r} is not in KEEL_MCP_STDIO_ALLOWED_COMMANDS"
             )
+        if self.stdio_run_as_user is None or os.geteuid() != 0:
+            return StdioServerParameters(
+                command=server.command, args=list(server.args), env=_stdio_env(server.env, user=None)
+            )
+        setpriv = shutil.which("setpriv")
+        try:
+            user = pwd.getpwnam(self.stdio_run_as_user)
+        except KeyError:
+            raise StdioCommandRefused(
+                f"KEEL_MCP_STDIO_RUN_AS_USER: no user {self.stdio_run_as_user!r}"
+            ) from None
+        if setpriv is None:
+            raise StdioCommandRefused("KEEL_MCP_STDIO_RUN_AS_USER needs setpriv (util-linux) on the worker")
+        drop = [
+            f"--reuid={user.pw_uid}",
+            f"--regid={user.pw_gid}",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--no-new-privs",
+            "--",
+        ]
+        return StdioServerParameters(
+            command=setpriv,
+            args=[*drop, server.command, *server.args],
+            env=_stdio_env(server.env, user=user),
+            cwd="/",
+        )
+
+    def _build(
+        self, server: ToolServerConfig, *, pinned: Sequence[str] | None = None
+    ) -> tuple[Client, httpx2.AsyncClient | None]:
+        if server.transport == "stdio":
+            params = self._stdio_params(server)
             client = Client(
                 params,
                 read_timeout_seconds=self.request_timeout_s,
@@ -473,10 +603,14 @@ class McpToolClient:
             )
             return client, None
         assert server.url is not None  # the model validator guarantees it
+        transport = None
+        if pinned:
+            transport = _PinnedTransport(httpx2.URL(server.url).host, pinned)
         http = httpx2.AsyncClient(
             headers=dict(server.headers),
             timeout=httpx2.Timeout(30.0, connect=10.0, read=300.0),
             follow_redirects=False,
+            transport=transport,
         )
         client = Client(
             streamable_http_client(server.url, http_client=http),

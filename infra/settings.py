@@ -7,13 +7,17 @@ environment. Every field is documented in docs/configuration.md.
 from __future__ import annotations
 
 import ipaddress
+import json
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from core.policy.permissions import ROLE_PERMISSIONS
+from core.policy.redaction import DEFAULT_KEY_PATTERN
 
 DEV_SECRET_PLACEHOLDER = "keel-dev-insecure-secret-change-me"
 _ROLES = frozenset(ROLE_PERMISSIONS)
@@ -120,8 +124,18 @@ class Settings(BaseSettings):
     tool_approval_timeout_s: int = Field(default=3 * 24 * 3600, ge=1)
     tool_max_steps: int = Field(default=8, ge=1, le=50)
     tool_allowed_hosts: list[str] = Field(default_factory=list)
-    tool_redact_pattern: str = r"pass(word)?|secret|token|api[_-]?key|authorization|credential"
+    tool_redact_pattern: str = DEFAULT_KEY_PATTERN
     tool_header_secrets: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+    # --- tool isolation (issue 9) --------------------------------------------
+    #: When set, only these stdio commands (exact names or paths; a bare name also matches
+    #: the executable it resolves to on PATH) may be registered or started.
+    mcp_stdio_allowed_commands: list[str] | None = None
+    #: When the worker runs as root, stdio tool servers run as this user (via ``setpriv``), so
+    #: they cannot read the worker's /proc/<pid>/environ or its secret files.
+    mcp_stdio_run_as_user: str | None = None
+    # Every secret setting (``SECRET_FILE_SETTINGS``) may instead come from a file:
+    # ``KEEL_<NAME>_FILE=/run/secrets/...`` (see ``_SecretFilesSource`` below).
 
     # --- identity: EntraID / any OIDC issuer ---------------------------------
     entra_tenant_id: str | None = None
@@ -173,6 +187,24 @@ class Settings(BaseSettings):
     audit_webhook_secret: SecretStr | None = None
     audit_syslog_address: str | None = None
     audit_task_queue: str = "keel-audit"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Constructor arguments win, then the environment, then ``KEEL_*_FILE`` files.
+        return (
+            init_settings,
+            env_settings,
+            _SecretFilesSource(settings_cls),
+            dotenv_settings,
+            file_secret_settings,
+        )
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
@@ -297,3 +329,38 @@ class Settings(BaseSettings):
     @property
     def resolved_temporal_address(self) -> str:
         return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
+
+
+#: Settings holding credentials; each may be read from ``KEEL_<NAME>_FILE`` instead of
+#: ``KEEL_<NAME>``, so production keeps them out of the process environment.
+SECRET_FILE_SETTINGS: frozenset[str] = frozenset(
+    {name for name, f in Settings.model_fields.items() if "SecretStr" in str(f.annotation)}
+    | {"database_url", "redis_url", "qdrant_url", "tool_header_secrets"}
+)
+
+
+class _SecretFilesSource(PydanticBaseSettingsSource):
+    """``KEEL_<NAME>_FILE``: the path of a file holding a secret setting's value (trailing
+    newline stripped; JSON for structured settings). Setting both ``KEEL_<NAME>`` and
+    ``KEEL_<NAME>_FILE`` is refused, and so is a file that cannot be read."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        env_name = f"KEEL_{field_name}".upper()
+        path = os.environ.get(f"{env_name}_FILE")
+        if field_name not in SECRET_FILE_SETTINGS or not path:
+            return None, field_name, False
+        if os.environ.get(env_name) is not None:
+            raise ValueError(f"set {env_name} or {env_name}_FILE, not both")
+        try:
+            raw = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ValueError(f"{env_name}_FILE: cannot read {path}: {exc.strerror}") from None
+        return (json.loads(raw) if self.field_is_complex(field) else raw), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            value, _key, _complex = self.get_field_value(field, name)
+            if value is not None:
+                found[name] = value
+        return found

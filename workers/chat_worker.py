@@ -52,10 +52,14 @@ async def chat_activities(
     model = ChatModel(settings)
     allowed_hosts = settings.tool_allowed_hosts
 
-    async def guard(url: str) -> None:  # every new HTTP tool connection is re-checked (DNS may change)
-        await resolve_and_check(url, allowed_hosts=allowed_hosts)
+    async def guard(url: str) -> list[str]:  # every new HTTP tool connection is re-checked (DNS may change)
+        return await resolve_and_check(url, allowed_hosts=allowed_hosts)  # ... and pinned to these
 
-    mcp = McpToolClient(url_guard=guard)
+    mcp = McpToolClient(
+        url_guard=guard,
+        stdio_allowed_commands=settings.mcp_stdio_allowed_commands,
+        stdio_run_as_user=settings.mcp_stdio_run_as_user,
+    )
     events = TurnEventStream(redis, ttl_s=settings.stream_ttl_s)
     tools_repo = ToolsRepository(pool)
     audit = AuditLog(pool, hmac_key=settings.resolved_audit_hmac_key)
@@ -74,6 +78,7 @@ async def chat_activities(
         tools_repo=tools_repo,
         agents=agents,
         audit=audit,
+        tool_redact_pattern=settings.tool_redact_pattern,
     )
     try:
         yield ChatWorkerActivities(

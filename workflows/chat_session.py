@@ -66,6 +66,7 @@ with workflow.unsafe.imports_passed_through():
         ApprovalStatus,
         ApprovalView,
         CallToolInput,
+        ContextDocument,
         LoadToolsInput,
         LoadToolsResult,
         RecordApprovalInput,
@@ -73,10 +74,11 @@ with workflow.unsafe.imports_passed_through():
         ResolveApprovalInput,
         ToolCallRecord,
         ToolCallRequest,
+        ToolDecision,
         ToolSpec,
         ToolStepInput,
     )
-    from core.policy.tools import decide
+    from core.policy.tools import decide, untrusted_documents
 
 ActivitiesT = TypeVar("ActivitiesT")
 InputT = TypeVar("InputT")
@@ -316,6 +318,8 @@ class ChatSessionWorkflow:
         """The agent loop: model call → policy → (approval) → tool call → model call …"""
         inp = self._input
         records = self._turn_records.setdefault(req.turn_id, [])
+        # Retrieved text the user does not own may steer the model: its side effects need a human.
+        untrusted = untrusted_documents(citations, user_id=inp.user_id)
         usage = Usage()
         max_steps = inp.limits.max_tool_steps
         for step in range(max_steps + 1):
@@ -348,7 +352,9 @@ class ChatSessionWorkflow:
                 )
             # One step's calls run concurrently (and so wait for their approvals concurrently).
             results = list(
-                await asyncio.gather(*(self._run_tool(req, call, tools) for call in llm.tool_calls))
+                await asyncio.gather(
+                    *(self._run_tool(req, call, tools, untrusted) for call in llm.tool_calls)
+                )
             )
             records.extend(results)
             await self._write(
@@ -492,7 +498,11 @@ class ChatSessionWorkflow:
         return loaded.tools
 
     async def _run_tool(
-        self, req: TurnRequest, call: ToolCallRequest, tools: list[ToolSpec]
+        self,
+        req: TurnRequest,
+        call: ToolCallRequest,
+        tools: list[ToolSpec],
+        untrusted: list[ContextDocument],
     ) -> ToolCallRecord:
         inp = self._input
         key = f"{workflow.info().workflow_id}:{req.turn_id}:{call.call_id}"
@@ -500,7 +510,7 @@ class ChatSessionWorkflow:
             call_id=call.call_id, name=call.name, arguments=call.arguments, status="refused"
         )
         principal = Principal(user_id=inp.user_id, groups=tuple(req.groups))
-        decision = decide(call, offered=tools, principal=principal)
+        decision = decide(call, offered=tools, principal=principal, untrusted_context=untrusted)
         if not decision.allowed:
             await self._write(
                 ToolActivities.record_refusal,
@@ -516,7 +526,7 @@ class ChatSessionWorkflow:
             return record.model_copy(update={"result": f"Refused by Keel's tool policy: {decision.reason}."})
         spec = next(t for t in tools if t.name == call.name)
         if decision.needs_approval:
-            approval = await self._await_approval(req, call, spec)
+            approval = await self._await_approval(req, call, spec, decision, untrusted)
             record = record.model_copy(update={"approval_id": approval.id})
             if approval.status != "approved":
                 outcome = "denied by the approver" if approval.status == "denied" else "not approved in time"
@@ -536,6 +546,7 @@ class ChatSessionWorkflow:
                     spec=spec,
                     call=call,
                     idempotency_key=key,
+                    context_documents=untrusted,
                 ),
                 **activity_presets.tool_call(timeout_s=spec.timeout_s, max_retries=spec.max_retries),
             )
@@ -550,21 +561,33 @@ class ChatSessionWorkflow:
             update={"status": "completed" if result.ok else "failed", "result": result.content}
         )
 
-    async def _await_approval(self, req: TurnRequest, call: ToolCallRequest, spec: ToolSpec) -> ApprovalView:
+    async def _await_approval(
+        self,
+        req: TurnRequest,
+        call: ToolCallRequest,
+        spec: ToolSpec,
+        decision: ToolDecision,
+        untrusted: list[ContextDocument],
+    ) -> ApprovalView:
         inp = self._input
         approval = ApprovalView(
             id="apr-" + workflow.uuid4().hex[:24],
             session_id=inp.session_id,
             turn_id=req.turn_id,
             tool=call.name,
-            arguments=call.arguments,
+            arguments=call.arguments,  # the redacted view (call_llm masked secrets)
             approver_group=spec.approver_group,
+            context_documents=untrusted,
+            reason=decision.reason or None,
         )
         self._approvals[approval.id] = approval
         await self._write(
             ToolActivities.record_approval,
             RecordApprovalInput(
-                approval=approval, requester=inp.user_id, timeout_s=inp.limits.approval_timeout_s
+                approval=approval,
+                requester=inp.user_id,
+                timeout_s=inp.limits.approval_timeout_s,
+                requester_api_key_id=req.api_key_id,
             ),
         )
         self._announced.add(approval.id)  # stored: an approver can now find and decide it
@@ -585,6 +608,7 @@ class ChatSessionWorkflow:
                 status=status,
                 decided_by=decided.decided_by if decided else None,
                 comment=decided.comment if decided else None,
+                arguments_ref=call.arguments_ref if status != "approved" else None,
             ),
         )
         return approval

@@ -15,12 +15,13 @@ from api.errors import ApiError
 from api.text_guard import RequestModel
 from core.errors import ErrorCode
 from core.models.audit import AuditEntry, AuditEvent
-from core.models.tools import ApprovalDecision
+from core.models.tools import ApprovalDecision, ContextDocument
 from core.names import chat_workflow_id, tool_discovery_workflow_id
 from core.policy.egress import EgressRefused
-from core.policy.tools import may_approve, tools_for
+from core.policy.tools import may_approve, separation_of_duties, tools_for
 from infra.db.tools_repo import ApprovalRecord, ToolServerRecord
 from infra.egress import resolve_and_check
+from infra.mcp_client import stdio_command_allowed
 from workflows.chat_session import ChatSessionWorkflow
 from workflows.tool_discovery import ToolDiscoveryWorkflow
 
@@ -45,6 +46,9 @@ class ToolServerRequest(RequestModel):
     max_retries: int = Field(default=3, ge=0, le=10)
     allowed_groups: list[str] = Field(default_factory=list)
     approver_group: str | None = None
+    #: False only for read-only tools: they run without approval even after the model read
+    #: documents the user does not own.
+    side_effects: bool = True
 
 
 class DiscoveredToolView(BaseModel):
@@ -63,6 +67,7 @@ class ToolServerView(BaseModel):
     max_retries: int
     allowed_groups: list[str]
     approver_group: str | None
+    side_effects: bool
     tools: list[DiscoveredToolView]
 
 
@@ -87,6 +92,10 @@ class ApprovalOut(BaseModel):
     approver_group: str | None
     status: str
     expires_at: str
+    #: Documents the user does not own that were in the model's context ("proposed after reading").
+    context_documents: list[ContextDocument]
+    #: Why a human must decide when the tool itself does not require it.
+    reason: str | None
 
 
 class ApprovalList(BaseModel):
@@ -112,12 +121,26 @@ def _server_view(record: ToolServerRecord) -> ToolServerView:
 
 
 def _approval_view(record: ApprovalRecord) -> ApprovalOut:
-    return ApprovalOut(**record.model_dump(exclude={"expires_at"}), expires_at=record.expires_at.isoformat())
+    return ApprovalOut(
+        **record.model_dump(include=set(ApprovalOut.model_fields) - {"expires_at"}),
+        expires_at=record.expires_at.isoformat(),
+    )
 
 
-async def _validate_server(body: ToolServerRequest, allowed_hosts: list[str]) -> None:
+async def _validate_server(
+    body: ToolServerRequest, allowed_hosts: list[str], allowed_commands: list[str] | None
+) -> None:
     if body.transport == "stdio" and not body.command:
         raise ApiError(ErrorCode.INVALID_REQUEST, "a stdio tool server needs a command")
+    if (
+        body.transport == "stdio"
+        and body.command
+        and not stdio_command_allowed(body.command, allowed_commands)
+    ):
+        raise ApiError(
+            ErrorCode.STDIO_COMMAND_NOT_ALLOWED,
+            f"the stdio command {body.command!r} is not in KEEL_MCP_STDIO_ALLOWED_COMMANDS",
+        )
     if body.transport == "http":
         if not body.url:
             raise ApiError(ErrorCode.INVALID_REQUEST, "an http tool server needs a url")
@@ -132,7 +155,9 @@ async def add_tool_server(
     body: ToolServerRequest, principal: ToolAdmin, resources: ResourcesDep
 ) -> ToolServerView:
     """Allowlist an MCP server; Keel discovers its tools (in a workflow) before answering."""
-    await _validate_server(body, resources.settings.tool_allowed_hosts)
+    await _validate_server(
+        body, resources.settings.tool_allowed_hosts, resources.settings.mcp_stdio_allowed_commands
+    )
     repo = resources.tools_repo
     try:
         record = await repo.create_server(**body.model_dump(), created_by=principal.user_id)
@@ -164,6 +189,7 @@ async def add_tool_server(
                 "name": body.name,
                 "transport": body.transport,
                 "requires_approval": body.requires_approval,
+                "side_effects": body.side_effects,
                 "allowed_groups": body.allowed_groups,
                 "tools": [t["name"] for t in discovered.offered()],
             },
@@ -217,6 +243,14 @@ async def decide_approval(
         principal, requester=record.requester, approver_group=record.approver_group
     ):
         raise ApiError(ErrorCode.NOT_FOUND, "approval not found")
+    refusal = separation_of_duties(
+        principal,
+        requester=record.requester,
+        approver_group=record.approver_group,
+        requester_api_key_id=record.requester_api_key_id,
+    )
+    if refusal is not None:
+        raise ApiError(ErrorCode.SEPARATION_OF_DUTIES, refusal)
     if record.status != "pending":
         raise ApiError(ErrorCode.STALE_REQUEST, f"this approval is already {record.status}")
     handle = resources.temporal.get_workflow_handle_for(

@@ -64,6 +64,8 @@ class TurnRequest(BaseModel):
     groups: list[str] = Field(default_factory=list, max_length=500)
     #: False when the caller can read no document at all: the turn skips knowledge search.
     search_knowledge: bool = True
+    #: The API key the message came with (None for people signed in): it may not approve its own calls.
+    api_key_id: str | None = None
 
 
 class Citation(BaseModel):
@@ -74,6 +76,8 @@ class Citation(BaseModel):
     score: float
     page: int | None = None
     chunk_index: int = 0
+    #: The document's owner (``user:<id>``, ``org``, ...); None when unknown (treated as not the user's).
+    owner_id: str | None = None
 
 
 class AssistantMessage(BaseModel):

@@ -114,3 +114,4 @@ class ScoredChunk(BaseModel):
     page: int | None
     score: float
     chunk_index: int
+    owner_id: str = ""  # "user:<id>" or "org": whose document this is (fixed at upload)

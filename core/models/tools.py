@@ -20,14 +20,29 @@ class ToolSpec(BaseModel):
     max_retries: int = 3
     allowed_groups: list[str] = Field(default_factory=list)
     approver_group: str | None = None
+    #: False for read-only tools: they run without approval even after reading others' documents.
+    side_effects: bool = True
+
+
+class ContextDocument(BaseModel):
+    """A document whose text was in the model's context when it proposed a tool call."""
+
+    document_id: str
+    title: str
+    owner_id: str | None = None
 
 
 class ToolCallRequest(BaseModel):
-    """A tool call the model asked for."""
+    """A tool call the model asked for.
+
+    ``arguments`` is the redacted view (secret-looking values masked); when anything was
+    masked, the full arguments are kept in Postgres under ``arguments_ref`` and only the
+    tool call activity loads them."""
 
     call_id: str
     name: str
     arguments: dict[str, Any] = Field(default_factory=dict)
+    arguments_ref: str | None = None
 
 
 class ToolDecision(BaseModel):
@@ -55,6 +70,10 @@ class ApprovalView(BaseModel):
     arguments: dict[str, Any] = Field(default_factory=dict)
     status: ApprovalStatus = "pending"
     approver_group: str | None = None
+    #: Documents the user does not own that were in the model's context ("proposed after reading").
+    context_documents: list[ContextDocument] = Field(default_factory=list)
+    #: Why a human must decide, when it is not the tool's own ``requires_approval``.
+    reason: str | None = None
 
 
 class ApprovalDecision(BaseModel):
@@ -83,6 +102,8 @@ class CallToolInput(BaseModel):
     spec: ToolSpec
     call: ToolCallRequest
     idempotency_key: str
+    #: Documents the user does not own that were in the model's context (for the audit row).
+    context_documents: list[ContextDocument] = Field(default_factory=list)
 
 
 class CallToolResult(BaseModel):
@@ -94,6 +115,7 @@ class RecordApprovalInput(BaseModel):
     approval: ApprovalView
     requester: str
     timeout_s: int
+    requester_api_key_id: str | None = None
 
 
 class ToolStepInput(BaseModel):
@@ -111,6 +133,8 @@ class ResolveApprovalInput(BaseModel):
     status: ApprovalStatus
     decided_by: str | None = None
     comment: str | None = None
+    #: The full arguments of a call that will not run (denied, expired): forgotten now.
+    arguments_ref: str | None = None
 
 
 class RefusalInput(BaseModel):

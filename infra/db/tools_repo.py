@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel
 
-from core.models.tools import ApprovalView, ToolSpec
+from core.models.tools import ApprovalView, ContextDocument, ToolSpec
 
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -31,6 +31,7 @@ class ToolServerRecord(BaseModel):
     max_retries: int
     allowed_groups: list[str]
     approver_group: str | None
+    side_effects: bool = True
     status: str
     discovered: list[dict[str, Any]]
     error: str | None
@@ -52,6 +53,7 @@ class ToolServerRecord(BaseModel):
                 max_retries=self.max_retries,
                 allowed_groups=self.allowed_groups,
                 approver_group=self.approver_group,
+                side_effects=self.side_effects,
             )
             for t in self.offered()
         ]
@@ -71,6 +73,9 @@ class ApprovalRecord(BaseModel):
     created_at: datetime
     expires_at: datetime
     decided_at: datetime | None
+    context_documents: list[ContextDocument] = []
+    reason: str | None = None
+    requester_api_key_id: str | None = None
 
 
 def model_tool_name(server: str, tool: str) -> str:
@@ -145,10 +150,19 @@ class ToolsRepository:
         return out
 
     # -------------------------------------------------------------- approvals
-    async def insert_approval(self, view: ApprovalView, *, requester: str, timeout_s: int) -> None:
+    async def insert_approval(
+        self,
+        view: ApprovalView,
+        *,
+        requester: str,
+        timeout_s: int,
+        requester_api_key_id: str | None = None,
+    ) -> None:
+        """``view.arguments`` is the redacted view: the full arguments never land here."""
         await self._pool.execute(
             "INSERT INTO tool_approvals (id, session_id, turn_id, requester, tool, arguments, approver_group,"
-            " expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8))"
+            " expires_at, context_documents, reason, requester_api_key_id)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8), $9, $10, $11)"
             " ON CONFLICT (id) DO NOTHING",
             view.id,
             view.session_id,
@@ -158,6 +172,9 @@ class ToolsRepository:
             view.arguments,
             view.approver_group,
             float(timeout_s),
+            [d.model_dump() for d in view.context_documents],
+            view.reason,
+            requester_api_key_id,
         )
 
     async def resolve_approval(
@@ -180,7 +197,8 @@ class ToolsRepository:
         """Pending approvals this user may decide (their own, or their approver groups')."""
         rows = await self._pool.fetch(
             "SELECT * FROM tool_approvals WHERE status = 'pending' AND ("
-            " (approver_group IS NULL AND requester = $1) OR approver_group = ANY($2::text[]))"
+            " (approver_group IS NULL AND requester = $1)"
+            " OR (approver_group = ANY($2::text[]) AND requester <> $1))"  # never one's own (duties)
             " ORDER BY created_at",
             user_id,
             list(groups),
@@ -206,11 +224,13 @@ class ToolsRepository:
         status: str,
         result: str | None = None,
         latency_ms: int | None = None,
+        context_documents: Sequence[ContextDocument] = (),
     ) -> None:
         await self._pool.execute(
             "INSERT INTO tool_invocations (idempotency_key, session_id, turn_id, user_id, tool, arguments,"
-            " status, result, latency_ms, completed_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, CASE WHEN $7 = 'running' THEN NULL ELSE now() END)"
+            " status, result, latency_ms, completed_at, context_documents)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, CASE WHEN $7 = 'running' THEN NULL ELSE now() END,"
+            " $10)"
             " ON CONFLICT (idempotency_key) DO UPDATE SET status = EXCLUDED.status, result = EXCLUDED.result,"
             " latency_ms = EXCLUDED.latency_ms, completed_at = EXCLUDED.completed_at"
             " WHERE tool_invocations.status <> 'completed'",
@@ -223,4 +243,27 @@ class ToolsRepository:
             status,
             result,
             latency_ms,
+            [d.model_dump() for d in context_documents],
         )
+
+    # ----------------------------------------------- full (unredacted) arguments
+    async def store_arguments(self, ref: str, *, session_id: str, arguments: dict[str, Any]) -> None:
+        await self._pool.execute(
+            "INSERT INTO tool_call_arguments (ref, session_id, arguments) VALUES ($1, $2, $3)"
+            " ON CONFLICT (ref) DO UPDATE SET arguments = EXCLUDED.arguments",
+            ref,
+            session_id,
+            arguments,
+        )
+
+    async def arguments(self, ref: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = await self._pool.fetchval(
+            "SELECT arguments FROM tool_call_arguments WHERE ref = $1", ref
+        )
+        return found
+
+    async def forget_arguments(self, ref: str) -> None:
+        await self._pool.execute("DELETE FROM tool_call_arguments WHERE ref = $1", ref)
+
+    async def forget_session_arguments(self, session_id: str) -> None:
+        await self._pool.execute("DELETE FROM tool_call_arguments WHERE session_id = $1", session_id)

@@ -50,7 +50,7 @@ FILTERED_KEYS: tuple[str, ...] = (
     "doc_type",
 )
 #: Payload keys a search returns (the rest stay in the engine).
-RESULT_KEYS: list[str] = ["doc_id", "kb_id", "title", "text", "page", "chunk_index"]
+RESULT_KEYS: list[str] = ["doc_id", "kb_id", "title", "text", "page", "chunk_index", "owner_id"]
 
 BM25_K1 = 1.2
 BM25_B = 0.75
@@ -110,6 +110,7 @@ def to_scored_chunk(point_id: object, score: float, payload: Mapping[str, Any] |
         page=data.get("page"),
         score=score,
         chunk_index=data["chunk_index"],
+        owner_id=data.get("owner_id", ""),
     )
 
 

@@ -11,6 +11,8 @@ Tools
                             later calls with that key answer the first result
                             without running it. No key: always runs.
     ``echo(text)``          returns ``text``.
+    ``sign_in(username, password)``  returns ``"signed in <username>"`` (the call, password
+                            included, is in ``calls``: what the tool really received).
     ``slow(seconds)``       sleeps (asynchronously), returns ``"slept <seconds>"``.
     ``fail()``              fails: an ``isError`` result with ``"fail: deliberate failure"``.
 
@@ -49,6 +51,7 @@ from typing import Any
 import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.transport_security import TransportSecuritySettings
 
 __all__ = ["IDEMPOTENCY_META_KEY", "CounterMcpServer", "RecordedCall", "main"]
 
@@ -76,8 +79,18 @@ def _idempotency_key(ctx: Context) -> str | None:
 class CounterMcpServer:
     """The fake, served from a daemon thread on ``host`` (``port=0``: a free port)."""
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning") -> None:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_level: str = "warning",
+        extra_hosts: Sequence[str] = (),
+    ) -> None:
+        """``extra_hosts``: more ``Host`` header values the SDK's DNS-rebinding protection
+        accepts (``name:*``), for tests that reach the server under another name."""
         self._host = host
+        self._extra_hosts = list(extra_hosts)
         self._requested_port = port
         self._port: int | None = None
         self._log_level = log_level
@@ -119,6 +132,13 @@ class CounterMcpServer:
             gate, _ = self._arrive("echo", {"text": text}, _idempotency_key(ctx), ctx)
             await self._wait_gate(gate)
             return text
+
+        @mcp.tool(description="Sign in to a service (takes a password).")
+        async def sign_in(username: str, password: str, ctx: Context) -> str:
+            args = {"username": username, "password": password}
+            gate, _ = self._arrive("sign_in", args, _idempotency_key(ctx), ctx)
+            await self._wait_gate(gate)
+            return f"signed in {username}"
 
         @mcp.tool(description="Sleep for the given number of seconds.")
         async def slow(seconds: float, ctx: Context) -> str:
@@ -230,9 +250,18 @@ class CounterMcpServer:
     ) -> None:
         self.stop()
 
+    def _transport_security(self) -> TransportSecuritySettings | None:
+        if not self._extra_hosts:
+            return None  # the SDK's default for loopback
+        return TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=["127.0.0.1:*", "localhost:*", *self._extra_hosts],
+            allowed_origins=["http://127.0.0.1:*", "http://localhost:*"],
+        )
+
     def _config(self) -> uvicorn.Config:
         return uvicorn.Config(
-            self.mcp.streamable_http_app(host=self._host),
+            self.mcp.streamable_http_app(host=self._host, transport_security=self._transport_security()),
             host=self._host,
             port=self._requested_port,
             log_level=self._log_level,

@@ -68,6 +68,7 @@ from starlette.types import Receive, Scope, Send
 
 __all__ = [
     "DEFAULT_MODELS",
+    "TOOL_CALL_MARKER",
     "Error",
     "FakeOpenAI",
     "Garbage",
@@ -81,7 +82,9 @@ __all__ = [
     "ToolCalls",
     "Truncate",
     "build_app",
+    "follows_tool_call_markers",
     "main",
+    "tool_call_marker",
 ]
 
 DEFAULT_MODELS: tuple[str, ...] = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-4.1")
@@ -209,6 +212,33 @@ class RecordedRequest:
     path: str
     headers: Mapping[str, str]
     body: dict[str, Any]
+
+
+#: ``<<call-tool NAME ARGUMENTS_JSON>>`` anywhere in a prompt (an injected instruction).
+TOOL_CALL_MARKER = re.compile(r"<<call-tool (?P<name>[A-Za-z0-9_-]+) (?P<args>\{.*?\})>>")
+
+
+def tool_call_marker(name: str, arguments: Mapping[str, Any]) -> str:
+    """Text that makes :func:`follows_tool_call_markers` call ``name`` when it reads it."""
+    return f"<<call-tool {name} {json.dumps(dict(arguments))}>>"
+
+
+def follows_tool_call_markers(answer: str = "Done.") -> ResponseFactory:
+    """A responder for a compliant (injectable) model: when any message of the prompt holds a
+    :data:`TOOL_CALL_MARKER` and the prompt has no tool result yet, it calls that tool;
+    otherwise it answers ``answer``. Use with ``set_default``."""
+
+    def respond(body: dict[str, Any]) -> ScriptedResponse:
+        messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+        if any(m.get("role") == "tool" for m in messages):
+            return Reply(answer)
+        for message in messages:
+            found = TOOL_CALL_MARKER.search(_content_text(message.get("content")))
+            if found:
+                return ToolCalls([ToolCall(found["name"], found["args"])])
+        return Reply(answer)
+
+    return respond
 
 
 # --------------------------------------------------------------------------- #

@@ -132,3 +132,43 @@ def test_keel_refuses_to_start_with_dev_auth_off_loopback() -> None:
         assert proc.returncode == 2, proc.stderr
         assert "KEEL_AUTH_MODE=dev is refused: KEEL_API_HOST='0.0.0.0' is not a loopback" in proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+# --- secrets from files (issue 9): KEEL_<NAME>_FILE -------------------------------------
+
+
+def test_secret_settings_are_read_from_files(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "db").write_text("postgresql://keel:from-file@db/keel\n")
+    (tmp_path / "llm").write_text("sk-from-a-file")
+    (tmp_path / "headers").write_text('{"crm": {"Authorization": "Bearer crm-token"}}')
+    monkeypatch.setenv("KEEL_DATABASE_URL_FILE", str(tmp_path / "db"))
+    monkeypatch.setenv("KEEL_LLM_API_KEY_FILE", str(tmp_path / "llm"))
+    monkeypatch.setenv("KEEL_TOOL_HEADER_SECRETS_FILE", str(tmp_path / "headers"))
+    monkeypatch.delenv("KEEL_DATABASE_URL", raising=False)
+    monkeypatch.delenv("KEEL_LLM_API_KEY", raising=False)
+    monkeypatch.delenv("KEEL_TOOL_HEADER_SECRETS", raising=False)
+    settings = Settings()
+    assert settings.database_url == "postgresql://keel:from-file@db/keel"
+    assert settings.llm_api_key is not None and settings.llm_api_key.get_secret_value() == "sk-from-a-file"
+    assert settings.tool_header_secrets == {"crm": {"Authorization": "Bearer crm-token"}}
+    # Constructor arguments still win (entry points and tests pass settings explicitly).
+    assert Settings(database_url="postgresql://explicit/db").database_url == "postgresql://explicit/db"
+
+
+def test_a_secret_set_twice_or_unreadable_is_refused(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "key").write_text("s3cret")
+    monkeypatch.setenv("KEEL_SECRET_KEY_FILE", str(tmp_path / "key"))
+    monkeypatch.setenv("KEEL_SECRET_KEY", "another")
+    with pytest.raises(Exception, match="KEEL_SECRET_KEY"):
+        Settings()
+    monkeypatch.delenv("KEEL_SECRET_KEY")
+    monkeypatch.setenv("KEEL_SECRET_KEY_FILE", str(tmp_path / "missing"))
+    with pytest.raises(Exception, match="KEEL_SECRET_KEY_FILE"):
+        Settings()
+
+
+def test_only_secret_settings_take_files(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "level").write_text("DEBUG")
+    monkeypatch.setenv("KEEL_LOG_LEVEL_FILE", str(tmp_path / "level"))
+    monkeypatch.delenv("KEEL_LOG_LEVEL", raising=False)
+    assert Settings().log_level == "INFO"

@@ -160,7 +160,7 @@ async def test_stdio_missing_command_is_unavailable(client: McpToolClient) -> No
 
 async def test_http_list_and_echo(client: McpToolClient, counter_config: ToolServerConfig) -> None:
     names = {tool.name for tool in await client.list_tools(counter_config)}
-    assert names == {"record_event", "echo", "slow", "fail"}
+    assert names == {"record_event", "echo", "sign_in", "slow", "fail"}
     outcome = await client.call_tool(
         counter_config, "echo", {"text": "hello"}, idempotency_key="echo-1", timeout_s=5
     )

@@ -2,11 +2,15 @@
 
 ``two_turns_then_delete``, ``retried_model_call`` and ``rejected_model_call``
 were recorded before knowledge search and tools existed (they replay through the
-``workflow.patched`` branches); ``v2_*`` were recorded with them.
+``workflow.patched`` branches); ``v2_*`` were recorded with them
+(``v2_chat_retrieval_tool_approval`` re-recorded for issue 9); ``v4_*`` record a
+tool call proposed after reading a shared document (issue 9: approval with the
+documents, arguments by reference).
 
 A change that breaks determinism for running sessions fails here; such changes
 go behind ``workflow.patched()``. To record fresh histories after a deliberate,
-patched change: ``KEEL_RECORD_HISTORIES=1 .venv/bin/python -m pytest tests/workflows/test_replay.py``.
+patched change: ``KEEL_RECORD_HISTORIES=1 .venv/bin/python -m pytest tests/workflows/test_replay.py``
+(``-k record_v4`` records one set).
 """
 
 from __future__ import annotations
@@ -31,7 +35,15 @@ from core.names import (
 from infra.settings import Settings
 from tests.conftest import RunningApi, running_platform
 from tests.fakes.mcp_counter_server import CounterMcpServer
-from tests.fakes.openai_server import Error, FakeOpenAI, Reply, ToolCall, ToolCalls
+from tests.fakes.openai_server import (
+    Error,
+    FakeOpenAI,
+    Reply,
+    ToolCall,
+    ToolCalls,
+    follows_tool_call_markers,
+    tool_call_marker,
+)
 from tests.knowledge.test_documents_api import HANDBOOK, upload, wait_settled
 from workflows.batch_ingest import BatchIngestWorkflow
 from workflows.chat_session import ChatSessionWorkflow
@@ -165,4 +177,57 @@ async def test_record_v2_histories(
                 await api.http.delete(f"/api/v1/knowledge-bases/{kb}/documents/{doc_id}", headers=user)
             ).status_code == 204
             await save("delete_document", delete_workflow_id(doc_id))
+            await api.http.delete(f"/api/v1/admin/tools/{added.json()['id']}", headers=admin)
+
+
+@pytest.mark.skipif(not os.environ.get("KEEL_RECORD_HISTORIES"), reason="records histories on demand")
+async def test_record_v4_histories(settings: Settings, temporal_client: Client, llm: FakeOpenAI) -> None:
+    """Issue 9: a call proposed after reading a shared document waits for approval (with the
+    documents and owners), its secret argument travels by reference only."""
+    with CounterMcpServer() as counter:
+        tool_settings = settings.model_copy(update={"tool_allowed_hosts": ["127.0.0.1"]})
+        async with running_platform(tool_settings, temporal_client) as api:
+            admin = {"Authorization": f"Bearer {await api.token('replay-admin', roles=['OrgAdmin'])}"}
+            added = await api.http.post(
+                "/api/v1/admin/tools",
+                json={"name": "vault", "transport": "http", "url": counter.url},
+                headers=admin,
+            )
+            assert added.status_code == 201, added.text
+            alice, bob = await api.auth("replay-v4-alice"), await api.auth("replay-v4-bob")
+            kbs = (await api.http.get("/api/v1/knowledge-bases", headers=alice)).json()["knowledge_bases"]
+            kb = next(k["id"] for k in kbs if k["personal"])
+            marker = tool_call_marker("vault__sign_in", {"username": "svc", "password": "replay-s3cret"})
+            text = f"Vault runbook\n\nThe vault sign-in procedure for the team.\n\n{marker}"
+            doc_id = await upload(api, alice, kb, "vault.txt", text.encode())
+            assert (await wait_settled(api, alice, kb, doc_id))["status"] == "ready"
+            shared = await api.http.post(
+                f"/api/v1/knowledge-bases/{kb}/documents/{doc_id}/shares",
+                json={"user_ids": ["replay-v4-bob"]},
+                headers=alice,
+            )
+            assert shared.status_code == 200
+            llm.set_default(follows_tool_call_markers("Signed in."))
+            body = (
+                await api.http.post(
+                    "/api/v1/chat",
+                    json={"message": "how do I sign in to the vault?", "knowledge_base_ids": [kb]},
+                    headers=bob,
+                )
+            ).json()
+            [approval] = body["approvals"]
+            assert approval["context_documents"] and approval["arguments"]["password"] == "***"
+            await api.http.post(
+                f"/api/v1/approvals/{approval['id']}", json={"decision": "approve"}, headers=bob
+            )
+            for _ in range(200):
+                detail = (await api.http.get(f"/api/v1/sessions/{body['session_id']}", headers=bob)).json()
+                if detail["turn_count"] == 1:
+                    break
+                await asyncio.sleep(0.1)
+            history = await temporal_client.get_workflow_handle(
+                chat_workflow_id(body["session_id"])
+            ).fetch_history()
+            payload = {"workflow_id": history.workflow_id, "history": json.loads(history.to_json())}
+            (HISTORIES / "v4_injected_call_approval.json").write_text(json.dumps(payload, indent=1) + "\n")
             await api.http.delete(f"/api/v1/admin/tools/{added.json()['id']}", headers=admin)
