@@ -4,7 +4,7 @@ approvals I may decide. A decision is a Signal to the session's workflow."""
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
@@ -36,16 +36,22 @@ class ToolServerRequest(RequestModel):
         description="`stdio` needs `command`; `http` needs `url` (an allowed host)"
     )
     command: str | None = Field(default=None, max_length=500)
-    args: list[str] = Field(default_factory=list, max_length=100)
-    env: dict[str, str] = Field(default_factory=dict)
+    args: list[Annotated[str, Field(max_length=2000)]] = Field(default_factory=list, max_length=100)
+    env: dict[Annotated[str, Field(min_length=1, max_length=200)], Annotated[str, Field(max_length=8000)]] = (
+        Field(default_factory=dict, max_length=100)
+    )
     url: str | None = Field(default=None, max_length=2000)
     headers_secret: str | None = Field(default=None, max_length=200)
-    enabled_tools: list[str] | None = None
+    enabled_tools: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        default=None, max_length=500
+    )
     requires_approval: bool = False
     timeout_s: int = Field(default=30, ge=1, le=600)
     max_retries: int = Field(default=3, ge=0, le=10)
-    allowed_groups: list[str] = Field(default_factory=list)
-    approver_group: str | None = None
+    allowed_groups: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=list, max_length=100
+    )
+    approver_group: str | None = Field(default=None, min_length=1, max_length=256)
     #: False only for read-only tools: they run without approval even after the model read
     #: documents the user does not own.
     side_effects: bool = True
@@ -148,6 +154,10 @@ async def _validate_server(
             await resolve_and_check(body.url, allowed_hosts=allowed_hosts)
         except EgressRefused as exc:
             raise ApiError(ErrorCode.POLICY_DENIED, f"refused tool url: {exc}") from exc
+        except (OSError, ValueError) as exc:  # no such host, or a URL the resolver cannot take
+            raise ApiError(
+                ErrorCode.INVALID_REQUEST, "the tool url's host could not be resolved to an address"
+            ) from exc
 
 
 @router.post("/admin/tools", operation_id="add_tool_server", status_code=201, response_model=ToolServerView)

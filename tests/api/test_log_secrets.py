@@ -40,6 +40,8 @@ async def test_no_secret_appears_in_the_logs(
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
     configure_logging(level="DEBUG", json=True)  # as `keel api` does, at the most verbose level
+    # ...but loggers must not keep these processors after the test (later tests capture logs).
+    structlog.configure(cache_logger_on_first_use=False)
     try:
         async with running_platform(configured, temporal_client) as api:
             token = await api.token("log-alice")
