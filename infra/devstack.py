@@ -32,13 +32,14 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Final, Protocol
 
 import structlog
 from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.client import Client
 
 from infra.settings import Settings
 from infra.temporal_setup import KEEL_SEARCH_ATTRIBUTES
@@ -239,7 +240,9 @@ class _EmbeddedTemporal:
             log_offset = _file_size(self._log_file)
             self._proc = proc = _spawn(command, self._log_file)
             self._pid_file.write_text(f"{proc.pid}\n", encoding="utf-8")
-            if await _wait_until_listening(proc, self._port, _TEMPORAL_READY_TIMEOUT_S):
+            if await _wait_until_listening(
+                proc, self._port, _TEMPORAL_READY_TIMEOUT_S, serves=_temporal_serves
+            ):
                 return f"{_HOST}:{self._port}"
             exit_code = proc.poll()
             await self.stop()
@@ -329,16 +332,33 @@ def _spawn(command: list[str], log_file: Path) -> subprocess.Popen[bytes]:
             raise DevStackError(f"could not run {command[0]}: {err.strerror}") from err
 
 
-async def _wait_until_listening(proc: subprocess.Popen[bytes], port: int, timeout_s: float) -> bool:
-    """True once ``port`` accepts connections; False if ``proc`` exits first or time runs out."""
+async def _wait_until_listening(
+    proc: subprocess.Popen[bytes],
+    port: int,
+    timeout_s: float,
+    *,
+    serves: Callable[[int], Awaitable[bool]] | None = None,
+) -> bool:
+    """True once ``port`` accepts connections (and, with ``serves``, answers it); False if
+    ``proc`` exits first or time runs out."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             return False
-        if await _accepts_connections(_HOST, port):
+        if await _accepts_connections(_HOST, port) and (serves is None or await serves(port)):
             return True
         await asyncio.sleep(_POLL_S * 2)
     return False
+
+
+async def _temporal_serves(port: int) -> bool:
+    """Whether the frontend answers a client: its port opens before it is healthy, and a
+    client connecting in between fails with "Frontend is not healthy yet"."""
+    try:
+        await asyncio.wait_for(Client.connect(f"{_HOST}:{port}"), timeout=2.0)
+    except (RuntimeError, TimeoutError):
+        return False
+    return True
 
 
 async def _accepts_connections(host: str, port: int) -> bool:

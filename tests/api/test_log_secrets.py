@@ -14,12 +14,16 @@ from temporalio.client import Client
 
 from infra.logging import configure_logging
 from infra.settings import Settings
-from tests.conftest import running_platform
+from tests.conftest import fresh_database, running_platform
 from tests.fakes.openai_server import FakeOpenAI
 
 
 async def test_no_secret_appears_in_the_logs(
-    settings: Settings, temporal_client: Client, llm: FakeOpenAI, capsys: pytest.CaptureFixture[str]
+    settings: Settings,
+    temporal_client: Client,
+    llm: FakeOpenAI,
+    capsys: pytest.CaptureFixture[str],
+    service_urls: tuple[str, str],
 ) -> None:
     marker = uuid.uuid4().hex
     secrets = {
@@ -30,13 +34,28 @@ async def test_no_secret_appears_in_the_logs(
         "session cookie": f"cookie{marker}",
         "csrf token": f"csrf{marker}",
     }
-    configured = settings.model_copy(
-        update={
-            "llm_api_key": SecretStr(secrets["llm api key"]),
-            "secret_key": SecretStr(secrets["signing secret"]),
-            "log_level": "DEBUG",
-        }
-    )
+    # Its own database: the audit chain is keyed by the secret this test changes, and the
+    # suite's shared chain must stay verifiable with the usual key.
+    async with fresh_database(service_urls[0], "keel_logs") as database_url:
+        configured = settings.model_copy(
+            update={
+                "llm_api_key": SecretStr(secrets["llm api key"]),
+                "secret_key": SecretStr(secrets["signing secret"]),
+                "log_level": "DEBUG",
+                "database_url": database_url,
+            }
+        )
+        await _run_requests(configured, temporal_client, llm, secrets)
+    captured = capsys.readouterr()
+    logs = captured.err + captured.out
+    assert "api.started" in logs  # the capture saw the log lines
+    leaked = [name for name, value in secrets.items() if value in logs]
+    assert not leaked, f"secrets in the logs: {leaked}"
+
+
+async def _run_requests(
+    configured: Settings, temporal_client: Client, llm: FakeOpenAI, secrets: dict[str, str]
+) -> None:
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
     configure_logging(level="DEBUG", json=True)  # as `keel api` does, at the most verbose level
@@ -75,8 +94,3 @@ async def test_no_secret_appears_in_the_logs(
     finally:
         root.handlers[:], root.level = saved_handlers, saved_level
         structlog.reset_defaults()
-    captured = capsys.readouterr()
-    logs = captured.err + captured.out
-    assert "api.started" in logs  # the capture saw the log lines
-    leaked = [name for name, value in secrets.items() if value in logs]
-    assert not leaked, f"secrets in the logs: {leaked}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
@@ -21,26 +21,9 @@ from tests.conftest import RunningApi, running_platform
 from tests.fakes.mcp_counter_server import CounterMcpServer
 from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall, ToolCalls
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("empty_allowlist")]
 
 SECRET = "hunter2-correct-horse-battery"
-
-
-@pytest.fixture(autouse=True)
-async def _empty_allowlist(settings: Settings) -> AsyncIterator[None]:
-    conn = await asyncpg.connect(str(settings.database_url))
-    try:
-        await conn.execute("UPDATE tool_servers SET deleted_at = now() WHERE deleted_at IS NULL")
-        yield
-        await conn.execute("UPDATE tool_servers SET deleted_at = now() WHERE deleted_at IS NULL")
-    finally:
-        await conn.close()
-
-
-@pytest.fixture
-def counter() -> Iterator[CounterMcpServer]:
-    with CounterMcpServer() as server:
-        yield server
 
 
 @pytest.fixture

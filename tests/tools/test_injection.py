@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import asyncpg
@@ -21,24 +20,7 @@ from tests.fakes.mcp_counter_server import CounterMcpServer
 from tests.fakes.openai_server import FakeOpenAI, follows_tool_call_markers, tool_call_marker
 from tests.knowledge.test_documents_api import upload, wait_settled
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-async def _empty_allowlist(settings: Settings) -> AsyncIterator[None]:
-    conn = await asyncpg.connect(str(settings.database_url))
-    try:
-        await conn.execute("UPDATE tool_servers SET deleted_at = now() WHERE deleted_at IS NULL")
-        yield
-        await conn.execute("UPDATE tool_servers SET deleted_at = now() WHERE deleted_at IS NULL")
-    finally:
-        await conn.close()
-
-
-@pytest.fixture
-def counter() -> Iterator[CounterMcpServer]:
-    with CounterMcpServer() as server:
-        yield server
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("empty_allowlist")]
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import asyncio
 import json
 import signal
 import subprocess
-from collections.abc import Iterator
 
 import pytest
 
@@ -18,12 +17,6 @@ from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall, ToolCalls
 from tests.support.workers import spawn_worker
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def counter() -> Iterator[CounterMcpServer]:
-    with CounterMcpServer() as server:
-        yield server
 
 
 def _spawn_worker(settings: Settings) -> subprocess.Popen[bytes]:

@@ -7,10 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import asyncpg
 import pytest
 from temporalio.client import Client
 
@@ -19,25 +17,7 @@ from tests.conftest import RunningApi, running_platform
 from tests.fakes.mcp_counter_server import CounterMcpServer
 from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall, ToolCalls
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-async def _empty_allowlist(settings: Settings) -> AsyncIterator[None]:
-    """The allowlist is organisation-wide: every test starts and ends without tool servers."""
-    conn = await asyncpg.connect(str(settings.database_url))
-    try:
-        await conn.execute("UPDATE tool_servers SET deleted_at = now() WHERE deleted_at IS NULL")
-        yield
-        await conn.execute("UPDATE tool_servers SET deleted_at = now() WHERE deleted_at IS NULL")
-    finally:
-        await conn.close()
-
-
-@pytest.fixture
-def counter() -> Iterator[CounterMcpServer]:
-    with CounterMcpServer() as server:
-        yield server
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("empty_allowlist")]
 
 
 @pytest.fixture
