@@ -4,6 +4,12 @@ Bytes come from the blob store by key and chunk texts go to Postgres, so only
 ids and counters cross the workflow boundary. ``index_chunks`` heartbeats the
 next chunk index after every batch and resumes from it; point ids are
 deterministic (doc id + chunk index), so a retry never duplicates a vector.
+
+A new upload of a document's file makes its next version (same id). A run pins the
+version it parsed; every later write of the run (chunk texts, vector batches, the
+final mark) happens only while the document is still at that version, checked under
+the document's lock, so a run overtaken by a newer upload stops
+(``document_superseded``) without writing anything of the old version.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from core.models.ingest import (
 from core.models.knowledge import ChunkPayload, point_id
 from core.ports import IndexPoint, VectorIndex
 from infra.blobstore import BlobStore
-from infra.db.knowledge_repo import ChunkText, DocumentRecord, KnowledgeRepository
+from infra.db.knowledge_repo import ChunkText, DocumentRecord, KnowledgeRepository, LockedDocument
 from infra.embeddings import Embedder
 from infra.parsing import parse_document
 
@@ -37,6 +43,33 @@ from .errors import from_keel_error
 from .heartbeat import heartbeating
 
 log = structlog.get_logger(__name__)
+
+
+def _check_writable(doc: DocumentRecord | None, version: int | None) -> DocumentRecord:
+    """``doc`` if a run ingesting ``version`` of it may still write (not deleted, not
+    replaced by a newer upload); ``version`` ``None`` means whatever version is current."""
+    if doc is None or doc.status == "deleting":
+        raise ApplicationError(
+            "the document was deleted while it was indexed",
+            type=ErrorCode.DOCUMENT_NOT_FOUND,
+            non_retryable=True,
+        )
+    if version is not None and doc.version != version:
+        raise ApplicationError(
+            f"version {version} of the document was replaced by version {doc.version}",
+            type=ErrorCode.DOCUMENT_SUPERSEDED,
+            non_retryable=True,
+        )
+    return doc
+
+
+def _current(locked: LockedDocument | None, version: int | None) -> LockedDocument:
+    """The locked row, if a run ingesting ``version`` may still write for it."""
+    if locked is None:
+        _check_writable(None, version)
+        raise AssertionError("unreachable")
+    _check_writable(locked.record, version)
+    return locked
 
 
 @dataclass(frozen=True)
@@ -81,6 +114,7 @@ class IngestActivities:
     @activity.defn
     async def parse_document(self, inp: IngestDocumentInput) -> ParseResult:
         doc = await self._document(inp.document_id)
+        _check_writable(doc, inp.version)
         data = await self._blobs.get(doc.blob_key)
         cfg = self._config
         try:
@@ -110,9 +144,21 @@ class IngestActivities:
                     "can be indexed per document. Split it into smaller files.",
                 )
             )
-        await self._repo.replace_chunks(doc.id, chunks)
-        log.info("ingest.parsed", document_id=doc.id, pages=parsed.page_count, chunks=len(chunks))
+        await self._ensure_index()
+        async with self._repo.locked_document(doc.id) as locked:
+            await _current(locked, doc.version).replace_chunks(chunks)
+            # The previous version's vectors go with its texts (search answers only the
+            # current version's chunks in any case).
+            await self._index.delete_document(doc.id)
+        log.info(
+            "ingest.parsed",
+            document_id=doc.id,
+            version=doc.version,
+            pages=parsed.page_count,
+            chunks=len(chunks),
+        )
         return ParseResult(
+            version=doc.version,
             chunk_count=len(chunks),
             page_count=parsed.page_count,
             doc_type=parsed.doc_type,
@@ -126,8 +172,11 @@ class IngestActivities:
         details = activity.info().heartbeat_details
         start = int(details[0]) if details else 0
         if start == 0:
-            # A fresh attempt: drop vectors of an earlier ingestion of this document.
-            await self._index.delete_document(doc.id)
+            # A fresh attempt: drop vectors of an earlier attempt -- under the lock and only
+            # while this version is current, so an overtaken run never drops a newer one's.
+            async with self._repo.locked_document(doc.id) as locked:
+                _current(locked, inp.version)
+                await self._index.delete_document(doc.id)
         indexed = start
         while True:
             batch = await self._repo.chunks(doc.id, start=start, limit=self._config.embed_batch_size)
@@ -136,29 +185,24 @@ class IngestActivities:
             vectors = await heartbeating(
                 self._embedder.embed_documents([c.text for c in batch]), details=start
             )
-            await self._upsert_with_current_acl(doc.id, batch, vectors)
+            await self._upsert_with_current_acl(doc.id, batch, vectors, version=inp.version)
             start = batch[-1].chunk_index + 1
             indexed += len(batch)
             activity.heartbeat(start)
         return IndexResult(indexed=indexed)
 
     async def _upsert_with_current_acl(
-        self, doc_id: str, batch: list[ChunkText], vectors: list[list[float]]
+        self, doc_id: str, batch: list[ChunkText], vectors: list[list[float]], *, version: int | None
     ) -> None:
         """Write one batch stamped with the ACL as it is *now*, under the document's lock.
 
         The embedding (slow) happens before the lock; reading the ACL and writing the
         points happen inside it, so a share, unshare or delete that ran meanwhile is
-        either seen here or runs after this write and rewrites (or removes) it.
+        either seen here or runs after this write and rewrites (or removes) it. A batch
+        of a version that a newer upload replaced is never written.
         """
         async with self._repo.locked_document(doc_id) as locked:
-            if locked is None or locked.record.status == "deleting":
-                raise ApplicationError(
-                    "the document was deleted while it was indexed",
-                    type=ErrorCode.DOCUMENT_NOT_FOUND,
-                    non_retryable=True,
-                )
-            doc = locked.record
+            doc = _current(locked, version).record
             await self._index.upsert(
                 [
                     IndexPoint(
@@ -179,6 +223,7 @@ class IngestActivities:
                             text=c.text,
                             page=c.page,
                             strategy=c.strategy,
+                            version=doc.version,
                         ),
                     )
                     for c, vector in zip(batch, vectors, strict=True)
@@ -190,6 +235,7 @@ class IngestActivities:
         await self._repo.mark_document(
             inp.document_id,
             status=inp.status,
+            version=inp.version,
             chunk_count=inp.chunk_count,
             page_count=inp.page_count,
             doc_type=inp.doc_type,

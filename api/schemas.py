@@ -109,7 +109,10 @@ class HealthStatus(BaseModel):
 # --------------------------------------------------------------- knowledge
 class KnowledgeBaseView(BaseModel):
     id: str
-    name: str
+    name: str = Field(
+        description="'Personal' for the caller's own; another person's personal knowledge base "
+        'is named after its owner ("Alice Smith\'s personal", else "Personal (email or user id)")'
+    )
     description: str
     owner_type: str
     personal: bool
@@ -126,8 +129,22 @@ class CreateKnowledgeBaseRequest(_Request):
 
 
 class DocumentAccepted(BaseModel):
+    """One document per file in a knowledge base: new bytes make a new document (or,
+    under a filename already there, that document's next version); bytes already
+    there answer the existing document unchanged."""
+
     document_id: str
-    status: Literal["processing"]
+    status: str = Field(
+        description="processing (a new document or a new version); for bytes already in the "
+        "knowledge base, that document's current status (processing | ready | failed)"
+    )
+    version: int = Field(
+        default=1, description="the document's version: 1, +1 for each new upload of its name"
+    )
+    duplicate: bool = Field(
+        default=False,
+        description="true when the bytes were already in this knowledge base (nothing is ingested)",
+    )
 
 
 class _PublicErrorView(BaseModel):
@@ -157,6 +174,7 @@ class DocumentView(_PublicErrorView):
     owner_id: str
     visibility: str
     shared_with: list[str]
+    version: int = Field(default=1, description="1, +1 for each new upload under the document's filename")
     status: str = Field(description="processing | ready | failed")
     error_code: str | None
     error_message: str | None

@@ -51,6 +51,7 @@ class ErrorCode(StrEnum):
     # documents and knowledge bases
     KNOWLEDGE_BASE_NOT_FOUND = "knowledge_base_not_found"
     DOCUMENT_NOT_FOUND = "document_not_found"
+    DOCUMENT_SUPERSEDED = "document_superseded"
     FILE_TOO_LARGE = "file_too_large"
     UNSUPPORTED_TYPE = "unsupported_type"
     CONTENT_MISMATCH = "content_mismatch"
@@ -90,6 +91,7 @@ NON_RETRYABLE: frozenset[ErrorCode] = frozenset(
         ErrorCode.PARSE_TIMEOUT,
         ErrorCode.FILE_TOO_LARGE,
         ErrorCode.DOCUMENT_NOT_FOUND,
+        ErrorCode.DOCUMENT_SUPERSEDED,
     }
 )
 

@@ -37,19 +37,28 @@ async def search_readable(
     acl: AclFilter,
     top_k: int,
     query_text: str | None = None,
+    min_similarity: float | None = None,
 ) -> list[ScoredChunk]:
     """The one knowledge search of every read path (chat retrieval, the query route).
+
+    ``min_similarity`` (chat: ``KEEL_RETRIEVAL_MIN_SCORE``) drops hits whose dense cosine
+    similarity to the query is below it, so a message unrelated to every document (a
+    greeting) finds nothing to cite; the fused RRF score is rank-based and cannot say so.
 
     The vector engine filters by the ACL payload; Postgres then confirms each hit's
     document is still readable. Payload and row are changed under one lock (see
     ``LockedDocument``), so the second check only matters when the vector write of an
-    ACL change failed after Postgres moved on -- then access follows Postgres.
+    ACL change failed after Postgres moved on -- then access follows Postgres -- and
+    while a new version of a document is indexed: only chunks of the version Postgres
+    names answer, so an old version's passages are never mixed with the new one's.
     """
     hits = await index.search(vector, acl=acl, top_k=top_k, query_text=query_text)
+    if min_similarity:
+        hits = [h for h in hits if h.similarity is not None and h.similarity >= min_similarity]
     if not hits:
         return hits
-    readable = await repo.readable_document_ids(sorted({h.doc_id for h in hits}), acl)
-    return [h for h in hits if h.doc_id in readable]
+    readable = await repo.readable_document_versions(sorted({h.doc_id for h in hits}), acl)
+    return [h for h in hits if readable.get(h.doc_id) == h.version]
 
 
 @asynccontextmanager

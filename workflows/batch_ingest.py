@@ -1,11 +1,14 @@
 """BatchIngestWorkflow (id ``batch-{batch_id}``): ingests many documents as child
-IngestDocumentWorkflows with bounded concurrency; progress is a Query."""
+IngestDocumentWorkflows with bounded concurrency; progress is a Query. A child
+stopped by a newer upload of its document (which terminates the old version's
+ingestion and ingests the new one itself) counts as done, status ``superseded``."""
 
 from __future__ import annotations
 
 import asyncio
 
 from temporalio import workflow
+from temporalio.exceptions import ChildWorkflowError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -27,12 +30,15 @@ class BatchIngestWorkflow:
 
         async def ingest(document_id: str) -> None:
             async with limit:
-                result = await workflow.execute_child_workflow(
-                    IngestDocumentWorkflow.run,
-                    IngestDocumentInput(document_id=document_id),
-                    id=ingest_workflow_id(document_id),
-                    parent_close_policy=ParentClosePolicy.ABANDON,
-                )
+                try:
+                    result = await workflow.execute_child_workflow(
+                        IngestDocumentWorkflow.run,
+                        IngestDocumentInput(document_id=document_id, version=inp.versions.get(document_id)),
+                        id=ingest_workflow_id(document_id),
+                        parent_close_policy=ParentClosePolicy.ABANDON,
+                    )
+                except (ChildWorkflowError, WorkflowAlreadyStartedError):
+                    result = IngestDocumentOutput(document_id=document_id, status="superseded")
                 self._results[document_id] = result
 
         await asyncio.gather(*(ingest(d) for d in inp.document_ids))

@@ -2,7 +2,10 @@
 upsert with the ACL payload → mark ready. A failure marks the document failed
 with its reason and lands in the failed-operations view, from which an admin
 retries it (a new run with the same id). A delete of the document cancels the
-run; it then ends with status ``deleted`` (not as a failure)."""
+run; it then ends with status ``deleted`` (not as a failure). A new upload of the
+document's file (its next version) stops the run: ``superseded``, nothing of the old
+version written after the new one was recorded (the activities check the version
+under the document's lock)."""
 
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ class IngestDocumentWorkflow:
             parsed = await workflow.execute_activity_method(
                 IngestActivities.parse_document, inp, **activity_presets.PARSE
             )
+            inp = inp.model_copy(update={"version": parsed.version})
             await workflow.execute_activity_method(
                 IngestActivities.index_chunks, inp, **activity_presets.INDEX
             )
@@ -42,11 +46,14 @@ class IngestDocumentWorkflow:
             code, message = _failure(err)
             if code == ErrorCode.DOCUMENT_NOT_FOUND or isinstance(err.cause, CancelledError):
                 return IngestDocumentOutput(document_id=inp.document_id, status="deleted")
+            if code == ErrorCode.DOCUMENT_SUPERSEDED:
+                return IngestDocumentOutput(document_id=inp.document_id, status="superseded")
             await workflow.execute_activity_method(
                 IngestActivities.mark_document,
                 MarkDocumentInput(
                     document_id=inp.document_id,
                     status="failed",
+                    version=inp.version,
                     error_code=code,
                     error_message=message,
                     workflow_id=workflow_id,
@@ -61,6 +68,7 @@ class IngestDocumentWorkflow:
             MarkDocumentInput(
                 document_id=inp.document_id,
                 status="ready",
+                version=parsed.version,
                 chunk_count=parsed.chunk_count,
                 page_count=parsed.page_count,
                 doc_type=parsed.doc_type,

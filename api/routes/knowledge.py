@@ -3,7 +3,9 @@
 
 Upload is the one place the API writes: the bytes must be in the blob store
 before a workflow can reference them, and the document row is written in the
-same step so the returned id is readable at once.
+same step so the returned id is readable at once. One document per file in a
+knowledge base (``KnowledgeRepository.add_upload``): bytes already there answer
+that document, a file under a name already there is its next version.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, NamedTuple
 
 from fastapi import APIRouter, File, Response, UploadFile
-from temporalio.common import WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import KbReader, ResourcesDep, Uploader
 from api.errors import ApiError
@@ -41,7 +44,7 @@ from core.names import acl_workflow_id, batch_workflow_id, delete_workflow_id, i
 from core.policy.acl import acl_filter
 from core.policy.documents import can_manage
 from infra.blobstore import StoredBlob
-from infra.db.knowledge_repo import DocumentRecord, KnowledgeBaseRecord, personal_kb_id
+from infra.db.knowledge_repo import DocumentRecord, KnowledgeBaseRecord, UploadResult, personal_kb_id
 from infra.knowledge import search_readable
 from workflows import search_attributes
 from workflows.batch_ingest import BatchIngestWorkflow
@@ -56,13 +59,24 @@ _MAX_BATCH_FILES = 100
 _BUSY_RETRY_AFTER_S = 30
 
 
+def _kb_name(kb: KnowledgeBaseRecord, *, mine: bool) -> str:
+    """Another person's personal knowledge base is named after its owner, so a reader of a
+    shared document never sees two called "Personal"."""
+    if kb.owner_type != "user" or mine:
+        return kb.name
+    if kb.owner_display_name:
+        return f"{kb.owner_display_name}'s personal"
+    return f"Personal ({kb.owner_email or kb.owner_id.removeprefix('user:')})"
+
+
 def _kb_view(kb: KnowledgeBaseRecord, principal: Principal) -> KnowledgeBaseView:
+    mine = kb.owner_type == "user" and kb.owner_id == user_principal(principal.user_id)
     return KnowledgeBaseView(
         id=kb.id,
-        name=kb.name,
+        name=_kb_name(kb, mine=mine),
         description=kb.description,
         owner_type=kb.owner_type,
-        personal=kb.owner_type == "user" and kb.owner_id == user_principal(principal.user_id),
+        personal=mine,
         can_upload=can_manage(principal, owner_type=kb.owner_type, owner_id=kb.owner_id),
     )
 
@@ -71,9 +85,15 @@ def _doc_view(doc: DocumentRecord) -> DocumentView:
     return DocumentView.model_validate(doc.model_dump())
 
 
+async def _personal_kb(resources: ApiResources, principal: Principal) -> KnowledgeBaseRecord:
+    return await resources.knowledge_repo.ensure_personal_kb(
+        principal.user_id, display_name=principal.display_name, email=principal.email
+    )
+
+
 async def _readable_kb(resources: ApiResources, principal: Principal, kb_id: str) -> KnowledgeBaseRecord:
     if kb_id == personal_kb_id(principal.user_id):
-        return await resources.knowledge_repo.ensure_personal_kb(principal.user_id)
+        return await _personal_kb(resources, principal)
     kbs = await resources.knowledge_repo.readable_kbs(acl_filter(principal))
     for kb in kbs:
         if kb.id == kb_id:
@@ -169,14 +189,16 @@ async def _store_blob(resources: ApiResources, upload: UploadFile) -> _StoredUpl
     return _StoredUpload(doc_id, filename, upload.content_type, blob_key, blob)
 
 
-async def _insert_document(
+async def _add_document(
     resources: ApiResources, principal: Principal, kb: KnowledgeBaseRecord, stored: _StoredUpload
-) -> DocumentRecord:
-    return await resources.knowledge_repo.insert_document(
-        id=stored.doc_id,
+) -> UploadResult:
+    """The stored file as a document of ``kb`` (new, a new version, or the one already
+    holding these bytes); the blob no row references any more is deleted."""
+    result = await resources.knowledge_repo.add_upload(
         kb_id=kb.id,
-        title=stored.filename,
         filename=stored.filename,
+        id=stored.doc_id,
+        title=stored.filename,
         content_type=stored.content_type,
         size_bytes=stored.blob.size_bytes,
         sha256=stored.blob.sha256,
@@ -187,23 +209,53 @@ async def _insert_document(
         status="processing",
         created_by=principal.user_id,
     )
+    if result.orphan_blob_key is not None:
+        await resources.knowledge.blobs.delete(result.orphan_blob_key)
+    return result
 
 
-async def _start_ingest(resources: ApiResources, principal: Principal, doc_id: str) -> None:
+def _accepted(result: UploadResult) -> DocumentAccepted:
+    doc = result.document
+    return DocumentAccepted(
+        document_id=doc.id, status=doc.status, version=doc.version, duplicate=result.outcome == "duplicate"
+    )
+
+
+async def _start_ingest(resources: ApiResources, principal: Principal, doc: DocumentRecord) -> None:
+    """Ingest this version; a still-running ingestion of an older one is terminated (its
+    activities would stop at their next write anyway: they check the version)."""
     await resources.temporal.start_workflow(
         IngestDocumentWorkflow.run,
-        IngestDocumentInput(document_id=doc_id),
-        id=ingest_workflow_id(doc_id),
+        IngestDocumentInput(document_id=doc.id, version=doc.version),
+        id=ingest_workflow_id(doc.id),
         task_queue=resources.settings.ingest_task_queue,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        id_conflict_policy=WorkflowIDConflictPolicy.TERMINATE_EXISTING,
         search_attributes=search_attributes.for_kind(user_id=principal.user_id, kind="ingest"),
     )
 
 
+async def _stop_older_ingestion(resources: ApiResources, doc: DocumentRecord) -> None:
+    """Before a batch ingests a new version: terminate the old version's ingestion if it
+    still runs (a batch's children cannot terminate a running workflow of the same id)."""
+    handle = resources.temporal.get_workflow_handle(ingest_workflow_id(doc.id))
+    try:
+        await handle.terminate(reason=f"superseded by version {doc.version}")
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+
+
 async def _audit_upload(
-    resources: ApiResources, principal: Principal, doc: DocumentRecord, *, batch_id: str | None = None
+    resources: ApiResources, principal: Principal, result: UploadResult, *, batch_id: str | None = None
 ) -> None:
-    details: dict[str, object] = {"knowledge_base_id": doc.kb_id, "size_bytes": doc.size_bytes}
+    doc = result.document
+    details: dict[str, object] = {
+        "knowledge_base_id": doc.kb_id,
+        "size_bytes": doc.size_bytes,
+        "outcome": result.outcome,
+        "version": doc.version,
+    }
     if batch_id is not None:
         details["batch_id"] = batch_id
     await resources.audit.record(
@@ -224,7 +276,7 @@ async def list_knowledge_bases(principal: KbReader, resources: ResourcesDep) -> 
     kbs = await resources.knowledge_repo.readable_kbs(acl_filter(principal))
     personal_id = personal_kb_id(principal.user_id)
     if all(kb.id != personal_id for kb in kbs):
-        kbs.insert(0, await resources.knowledge_repo.ensure_personal_kb(principal.user_id))
+        kbs.insert(0, await _personal_kb(resources, principal))
     views = [_kb_view(kb, principal) for kb in kbs]
     views.sort(key=lambda v: not v.personal)
     return KnowledgeBaseList(knowledge_bases=views)
@@ -242,10 +294,11 @@ async def upload_document(
     kb = await _writable_kb(resources, principal, kb_id)
     _check_files(resources, [file])
     await _check_in_flight(resources, principal, 1)
-    doc = await _insert_document(resources, principal, kb, await _store_blob(resources, file))
-    await _start_ingest(resources, principal, doc.id)
-    await _audit_upload(resources, principal, doc)
-    return DocumentAccepted(document_id=doc.id, status="processing")
+    result = await _add_document(resources, principal, kb, await _store_blob(resources, file))
+    if result.outcome != "duplicate":
+        await _start_ingest(resources, principal, result.document)
+    await _audit_upload(resources, principal, result)
+    return _accepted(result)
 
 
 @router.get("/knowledge-bases/{kb_id}/documents", operation_id="list_documents", response_model=DocumentList)
@@ -378,26 +431,33 @@ async def start_ingestion(
         for done in stored:
             await resources.knowledge.blobs.delete(done.blob_key)
         raise
-    docs = [await _insert_document(resources, principal, kb, s) for s in stored]
+    results = [await _add_document(resources, principal, kb, s) for s in stored]
+    # What the batch ingests: each new document or new version once, at its last version
+    # (a batch holding one name twice ingests the later file); files already in the
+    # knowledge base answer their document and are not ingested again.
+    to_ingest = {r.document.id: r.document for r in results if r.outcome != "duplicate"}
+    for doc in to_ingest.values():
+        if doc.version > 1:
+            await _stop_older_ingestion(resources, doc)
     batch_id = "batch-" + uuid.uuid4().hex[:20]
-    document_ids = [d.id for d in docs]
     await resources.knowledge_repo.insert_batch(
-        batch_id=batch_id, kb_id=kb.id, user_id=principal.user_id, document_ids=document_ids
+        batch_id=batch_id, kb_id=kb.id, user_id=principal.user_id, document_ids=list(to_ingest)
     )
     await resources.temporal.start_workflow(
         BatchIngestWorkflow.run,
         BatchIngestInput(
             batch_id=batch_id,
-            document_ids=document_ids,
+            document_ids=list(to_ingest),
+            versions={doc_id: doc.version for doc_id, doc in to_ingest.items()},
             max_concurrency=resources.settings.ingest_batch_concurrency,
         ),
         id=batch_workflow_id(batch_id),
         task_queue=resources.settings.ingest_task_queue,
         search_attributes=search_attributes.for_kind(user_id=principal.user_id, kind="ingest"),
     )
-    for doc in docs:
-        await _audit_upload(resources, principal, doc, batch_id=batch_id)
-    return BatchAccepted(batch_id=batch_id, document_ids=document_ids)
+    for result in results:
+        await _audit_upload(resources, principal, result, batch_id=batch_id)
+    return BatchAccepted(batch_id=batch_id, document_ids=[r.document.id for r in results])
 
 
 @router.get("/ingestions/{batch_id}", operation_id="get_ingestion", response_model=BatchStatus)

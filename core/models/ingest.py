@@ -9,9 +9,14 @@ from pydantic import BaseModel, Field
 
 class IngestDocumentInput(BaseModel):
     document_id: str
+    #: The version this run ingests: ``None`` when the run starts (the parse reads the
+    #: current one); the later steps carry the parsed version and stop
+    #: (``document_superseded``) once the document has moved on to a newer one.
+    version: int | None = None
 
 
 class ParseResult(BaseModel):
+    version: int = 1
     chunk_count: int
     page_count: int
     doc_type: str
@@ -24,7 +29,7 @@ class IndexResult(BaseModel):
 
 class IngestDocumentOutput(BaseModel):
     document_id: str
-    status: Literal["ready", "failed", "deleted"]
+    status: Literal["ready", "failed", "deleted", "superseded"]
     chunk_count: int = 0
     error_code: str | None = None
     error_message: str | None = None
@@ -33,6 +38,8 @@ class IngestDocumentOutput(BaseModel):
 class MarkDocumentInput(BaseModel):
     document_id: str
     status: Literal["ready", "failed"]
+    #: Marks only this version (a run overtaken by a newer upload changes nothing).
+    version: int | None = None
     chunk_count: int = 0
     page_count: int = 0
     doc_type: str | None = None
@@ -45,6 +52,8 @@ class MarkDocumentInput(BaseModel):
 class BatchIngestInput(BaseModel):
     batch_id: str
     document_ids: list[str]
+    #: The version of each document the batch ingests (absent: the current one).
+    versions: dict[str, int] = Field(default_factory=dict)
     max_concurrency: int = Field(default=4, ge=1)
 
 

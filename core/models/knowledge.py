@@ -72,6 +72,9 @@ class ChunkPayload(BaseModel):
     text: str
     page: int | None = None
     strategy: str
+    #: The document version these chunks were parsed from; a search answers only
+    #: chunks of the document's current version (``infra.knowledge.search_readable``).
+    version: int = Field(default=1, ge=1)
 
     @field_validator("shared_with")
     @classmethod
@@ -104,7 +107,10 @@ class IndexPoint(BaseModel):
 
 
 class ScoredChunk(BaseModel):
-    """A search hit. ``score`` is the similarity (dense) or the fused RRF score (hybrid)."""
+    """A search hit. ``score`` ranks: the cosine similarity (dense) or the fused RRF score
+    (hybrid, rank-based: it says nothing about relevance). ``similarity`` is always the
+    cosine similarity of the chunk's dense vector to the query's, so a relevance floor
+    (``KEEL_RETRIEVAL_MIN_SCORE``) can be applied to hybrid hits too."""
 
     chunk_id: str
     doc_id: str
@@ -113,5 +119,7 @@ class ScoredChunk(BaseModel):
     text: str
     page: int | None
     score: float
+    similarity: float | None = None
     chunk_index: int
     owner_id: str = ""  # "user:<id>" or "org": whose document this is (fixed at upload)
+    version: int = 1  # the document version the chunk belongs to

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 import asyncpg
 from pydantic import BaseModel
@@ -30,6 +30,9 @@ class KnowledgeBaseRecord(BaseModel):
     owner_id: str
     created_by: str
     created_at: datetime
+    #: A personal knowledge base's owner as their last sign-in named them (issue 10).
+    owner_display_name: str | None = None
+    owner_email: str | None = None
 
 
 class DocumentRecord(BaseModel):
@@ -55,6 +58,7 @@ class DocumentRecord(BaseModel):
     created_by: str
     created_at: datetime
     updated_at: datetime
+    version: int = 1
 
 
 class ChunkText(BaseModel):
@@ -64,6 +68,19 @@ class ChunkText(BaseModel):
     page: int | None
     strategy: str
     heading: str | None
+
+
+UploadOutcome = Literal["created", "duplicate", "new_version"]
+
+
+class UploadResult(NamedTuple):
+    """What an upload made of the knowledge base (:meth:`KnowledgeRepository.add_upload`)."""
+
+    document: DocumentRecord
+    outcome: UploadOutcome
+    #: The blob no row references any more (the new one of a duplicate, the old one of a
+    #: new version): the caller deletes it once the transaction has committed.
+    orphan_blob_key: str | None
 
 
 class FailedOperationRecord(BaseModel):
@@ -106,6 +123,14 @@ class LockedDocument:
         self.record = self.record.model_copy(update={"shared_with": shared, "visibility": visibility})
         return shared
 
+    async def replace_chunks(self, chunks: Sequence[Chunk]) -> None:
+        await self._conn.execute("DELETE FROM document_chunks WHERE doc_id = $1", self.record.id)
+        await self._conn.copy_records_to_table(
+            "document_chunks",
+            records=[(self.record.id, c.index, c.text, c.page, c.strategy, c.heading) for c in chunks],
+            columns=["doc_id", "chunk_index", "text", "page", "strategy", "heading"],
+        )
+
     async def mark_deleting(self) -> None:
         await self._conn.execute(
             "UPDATE documents SET status = 'deleting', updated_at = now() WHERE id = $1", self.record.id
@@ -139,18 +164,26 @@ class KnowledgeRepository:
         self._pool = pool
 
     # ------------------------------------------------------- knowledge bases
-    async def ensure_personal_kb(self, user_id: str) -> KnowledgeBaseRecord:
+    async def ensure_personal_kb(
+        self, user_id: str, *, display_name: str | None = None, email: str | None = None
+    ) -> KnowledgeBaseRecord:
+        """The user's personal knowledge base, created on first use; the owner's name and
+        email (when their sign-in carries them) are kept up to date for others' lists."""
         kb_id = personal_kb_id(user_id)
-        await self._pool.execute(
-            "INSERT INTO knowledge_bases (id, name, owner_type, owner_id, created_by)"
-            " VALUES ($1, 'Personal', 'user', $2, $3) ON CONFLICT DO NOTHING",
+        row = await self._pool.fetchrow(
+            "INSERT INTO knowledge_bases (id, name, owner_type, owner_id, created_by,"
+            " owner_display_name, owner_email) VALUES ($1, 'Personal', 'user', $2, $3, $4, $5)"
+            " ON CONFLICT (id) DO UPDATE SET"
+            " owner_display_name = COALESCE(EXCLUDED.owner_display_name, knowledge_bases.owner_display_name),"
+            " owner_email = COALESCE(EXCLUDED.owner_email, knowledge_bases.owner_email)"
+            " RETURNING *",
             kb_id,
             f"user:{user_id}",
             user_id,
+            display_name,
+            email,
         )
-        record = await self.get_kb(kb_id)
-        assert record is not None
-        return record
+        return KnowledgeBaseRecord(**dict(row))
 
     async def create_kb(
         self, *, name: str, description: str, owner_type: str, owner_id: str, created_by: str
@@ -193,6 +226,58 @@ class KnowledgeRepository:
             *fields.values(),
         )
         return DocumentRecord(**dict(row))
+
+    async def add_upload(self, *, kb_id: str, filename: str, **fields: Any) -> UploadResult:
+        """Add an uploaded file (already in the blob store) to a knowledge base: one
+        document per file.
+
+        Under a per-knowledge-base lock, so concurrent uploads of one file make one
+        document: bytes already in the knowledge base (same sha256) answer that document
+        unchanged; a file under a name already there becomes that document's next version
+        (same id and shares, ``processing`` again, the old blob orphaned); anything else is
+        a new document. The document's row is held ``FOR UPDATE`` while its version moves,
+        the same lock ingestion batches and ACL changes take (``locked_document``).
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"kb-upload:{kb_id}")
+            same_bytes = await conn.fetchrow(
+                "SELECT * FROM documents WHERE kb_id = $1 AND sha256 = $2 AND status <> 'deleting'"
+                " ORDER BY created_at LIMIT 1",
+                kb_id,
+                fields["sha256"],
+            )
+            if same_bytes is not None:
+                return UploadResult(DocumentRecord(**dict(same_bytes)), "duplicate", fields["blob_key"])
+            same_name = await conn.fetchrow(
+                "SELECT * FROM documents WHERE kb_id = $1 AND filename = $2 AND status <> 'deleting'"
+                " ORDER BY created_at LIMIT 1 FOR UPDATE",
+                kb_id,
+                filename,
+            )
+            if same_name is not None:
+                row = await conn.fetchrow(
+                    "UPDATE documents SET version = version + 1, status = 'processing', title = $2,"
+                    " content_type = $3, size_bytes = $4, sha256 = $5, blob_key = $6, doc_type = NULL,"
+                    " chunk_count = 0, page_count = 0, error_code = NULL, error_message = NULL,"
+                    " created_by = $7, updated_at = now() WHERE id = $1 RETURNING *",
+                    same_name["id"],
+                    fields["title"],
+                    fields["content_type"],
+                    fields["size_bytes"],
+                    fields["sha256"],
+                    fields["blob_key"],
+                    fields["created_by"],
+                )
+                return UploadResult(DocumentRecord(**dict(row)), "new_version", same_name["blob_key"])
+            columns = ["kb_id", "filename", *fields]
+            placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+            row = await conn.fetchrow(
+                f"INSERT INTO documents ({', '.join(columns)}) VALUES ({placeholders}) RETURNING *",  # noqa: S608 - keys are ours
+                kb_id,
+                filename,
+                *fields.values(),
+            )
+            return UploadResult(DocumentRecord(**dict(row)), "created", None)
 
     async def readable_document(self, doc_id: str, acl: AclFilter) -> DocumentRecord | None:
         cond, params = _acl_sql(acl, first_param=2)
@@ -243,6 +328,7 @@ class KnowledgeRepository:
         doc_id: str,
         *,
         status: str,
+        version: int | None = None,
         chunk_count: int,
         page_count: int,
         doc_type: str | None,
@@ -253,7 +339,8 @@ class KnowledgeRepository:
         await self._pool.execute(
             "UPDATE documents SET status = $2, chunk_count = $3, page_count = $4,"
             " doc_type = COALESCE($5, doc_type), title = COALESCE($6, title), error_code = $7,"
-            " error_message = $8, updated_at = now() WHERE id = $1 AND status <> 'deleting'",
+            " error_message = $8, updated_at = now() WHERE id = $1 AND status <> 'deleting'"
+            " AND ($9::int IS NULL OR version = $9)",
             doc_id,
             status,
             chunk_count,
@@ -262,6 +349,7 @@ class KnowledgeRepository:
             title,
             error_code,
             error_message,
+            version,
         )
 
     @asynccontextmanager
@@ -280,33 +368,25 @@ class KnowledgeRepository:
         async with self.locked_document(doc_id) as locked:
             return [] if locked is None else await locked.change_shares(add=add, remove=remove)
 
-    async def readable_document_ids(self, doc_ids: Sequence[str], acl: AclFilter) -> set[str]:
-        """Which of ``doc_ids`` the caller may read now: Postgres has the last word on every
-        search result, so a vector payload that is stale for any reason never grants access."""
+    async def readable_document_versions(self, doc_ids: Sequence[str], acl: AclFilter) -> dict[str, int]:
+        """Which of ``doc_ids`` the caller may read now, with each one's current version:
+        Postgres has the last word on every search result, so a vector payload that is
+        stale for any reason (another ACL, an older version) never answers."""
         if not doc_ids:
-            return set()
+            return {}
         cond, params = _acl_sql(acl, first_param=2)
         rows = await self._pool.fetch(
-            f"SELECT d.id FROM documents d WHERE d.id = ANY($1::text[]) AND d.status <> 'deleting'"  # noqa: S608
-            f" AND {cond}",
+            f"SELECT d.id, d.version FROM documents d WHERE d.id = ANY($1::text[])"  # noqa: S608
+            f" AND d.status <> 'deleting' AND {cond}",
             list(doc_ids),
             *params,
         )
-        return {r["id"] for r in rows}
+        return {r["id"]: r["version"] for r in rows}
 
     async def delete_document(self, doc_id: str) -> None:
         await self._pool.execute("DELETE FROM documents WHERE id = $1", doc_id)
 
     # ---------------------------------------------------------------- chunks
-    async def replace_chunks(self, doc_id: str, chunks: Sequence[Chunk]) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("DELETE FROM document_chunks WHERE doc_id = $1", doc_id)
-            await conn.copy_records_to_table(
-                "document_chunks",
-                records=[(doc_id, c.index, c.text, c.page, c.strategy, c.heading) for c in chunks],
-                columns=["doc_id", "chunk_index", "text", "page", "strategy", "heading"],
-            )
-
     async def chunks(self, doc_id: str, *, start: int, limit: int) -> list[ChunkText]:
         rows = await self._pool.fetch(
             "SELECT * FROM document_chunks WHERE doc_id = $1 AND chunk_index >= $2"

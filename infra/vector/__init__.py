@@ -26,9 +26,10 @@ A simple BM25 built in Python so that both engines index identical vectors:
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any, get_args
 
@@ -50,7 +51,7 @@ FILTERED_KEYS: tuple[str, ...] = (
     "doc_type",
 )
 #: Payload keys a search returns (the rest stay in the engine).
-RESULT_KEYS: list[str] = ["doc_id", "kb_id", "title", "text", "page", "chunk_index", "owner_id"]
+RESULT_KEYS: list[str] = ["doc_id", "kb_id", "title", "text", "page", "chunk_index", "owner_id", "version"]
 
 BM25_K1 = 1.2
 BM25_B = 0.75
@@ -99,7 +100,22 @@ def acl_update(shared_with: list[str], visibility: str) -> dict[str, Any]:
     return {"shared_with": check_shared_with(list(shared_with)), "visibility": visibility}
 
 
-def to_scored_chunk(point_id: object, score: float, payload: Mapping[str, Any] | None) -> ScoredChunk:
+def dense_similarity(query: Sequence[float], stored: object) -> float:
+    """Cosine similarity of the query vector to a hit's dense vector as the engine returns
+    it (a list, or named vectors holding ``DENSE``); 0.0 when either is all zeros."""
+    dense = stored.get(DENSE) if isinstance(stored, dict) else stored
+    if not isinstance(dense, list) or len(dense) != len(query):
+        raise TypeError(f"the engine returned no dense vector for a hit: {type(stored).__name__}")
+    dot = sum(float(x) * float(y) for x, y in zip(query, dense, strict=True))
+    norm = math.sqrt(sum(x * x for x in query)) * math.sqrt(sum(float(y) * float(y) for y in dense))
+    return dot / norm if norm else 0.0
+
+
+def to_scored_chunk(
+    point_id: object, score: float, payload: Mapping[str, Any] | None, *, similarity: float | None = None
+) -> ScoredChunk:
+    """A hit; ``similarity`` is its dense cosine similarity to the query (for a dense-only
+    search, the score itself; for a fused one, computed from the hit's vector)."""
     data = payload or {}
     return ScoredChunk(
         chunk_id=str(point_id),
@@ -109,8 +125,10 @@ def to_scored_chunk(point_id: object, score: float, payload: Mapping[str, Any] |
         text=data.get("text", ""),
         page=data.get("page"),
         score=score,
+        similarity=similarity,
         chunk_index=data["chunk_index"],
         owner_id=data.get("owner_id", ""),
+        version=data.get("version", 1),
     )
 
 

@@ -122,11 +122,11 @@ async def test_documents_in_flight_per_user_are_bounded(api: RunningApi) -> None
     """No worker runs here, so every accepted document stays processing."""
     greedy = await api.auth("lim-greedy")
     kb = (await _kb_ids(api, greedy))["personal"]
-    for n in range(IN_FLIGHT):
-        await upload(api, greedy, kb, f"doc{n}.txt", HANDBOOK.encode())
+    for n in range(IN_FLIGHT):  # different bytes: the same bytes again would be the same document
+        await upload(api, greedy, kb, f"doc{n}.txt", f"{HANDBOOK}\n\nCopy {n}.".encode())
     refused = await api.http.post(
         f"/api/v1/knowledge-bases/{kb}/documents",
-        files={"file": ("one-more.txt", HANDBOOK.encode(), "text/plain")},
+        files={"file": ("one-more.txt", f"{HANDBOOK}\n\nOne more.".encode(), "text/plain")},
         headers=greedy,
     )
     _assert_error(refused, 429, "ingest_busy")

@@ -19,6 +19,9 @@ user's groups, and not deleted):
 - ``POST /chat``: the citations, and the prompt the model received;
 - ``GET /knowledge-bases/{id}/documents/{doc_id}`` (200 exactly when readable).
 
+A re-upload of ``handbook.txt`` is that document's next version (same id, same
+shares): no text of a replaced version may reach a query result or a prompt.
+
 At the end every live document is fully indexed, and no vector of a deleted
 document exists, also after the vector store is closed and opened again.
 ``KEEL_TEST_RACE_SEED`` replays a run; the probe count is printed (``-s``).
@@ -63,6 +66,7 @@ class Doc:
     token: str  # a word in every chunk of this document and nowhere else
     shared_with: set[str] = field(default_factory=set)  # "user:<id>", "group:<id>"
     deleted: bool = False
+    old_tokens: list[str] = field(default_factory=list)  # of versions a re-upload replaced
 
 
 @dataclass
@@ -143,7 +147,13 @@ class Script:
             headers=self.headers[self.world.owner],
         )
         assert resp.status_code == 202, resp.text
-        self.world.docs.append(Doc(id=resp.json()["document_id"], token=token))
+        same = self.world.by_id(resp.json()["document_id"])
+        if same is not None and not same.deleted:  # the file's next version: same id, same shares
+            assert resp.json()["version"] == len(same.old_tokens) + 2, resp.text
+            same.old_tokens.append(same.token)
+            same.token = token
+        else:
+            self.world.docs.append(Doc(id=resp.json()["document_id"], token=token))
 
     async def change_shares(self, doc: Doc, principals: set[str], *, add: bool) -> None:
         body = {
@@ -218,6 +228,12 @@ class Script:
                 continue
             assert resp.status_code == 200, resp.text
             self._check_docs(user, [r["doc_id"] for r in resp.json()["results"]], "query", step)
+            for result in resp.json()["results"]:
+                for old in self._old_tokens():
+                    assert old not in result["text"], f"seed {SEED}, {step}: an old version answered"
+
+    def _old_tokens(self) -> list[str]:
+        return [t for d in self.world.docs for t in d.old_tokens]
 
     async def _probe_chat(self, user: str, step: str) -> None:
         body: dict[str, Any] = {"message": QUERY}
@@ -234,6 +250,8 @@ class Script:
         for doc in self.world.docs:
             if doc.token not in readable_tokens:
                 assert doc.token not in prompt, f"seed {SEED}, {step}: {user}'s prompt held {doc.id}"
+        for old in self._old_tokens():
+            assert old not in prompt, f"seed {SEED}, {step}: {user}'s prompt held an old version"
         self.world.probes += 1
 
     async def _probe_documents(self, user: str, step: str) -> None:
