@@ -76,6 +76,7 @@ class PromptConfig:
     system_prompt: str
     history_max_messages: int
     retrieval_top_k: int = 5
+    retrieval_min_score: float = 0.0  # KEEL_RETRIEVAL_MIN_SCORE: the relevance floor of citations
     #: The output allowance when the agent sets none (``KEEL_LLM_MAX_OUTPUT_TOKENS``).
     max_output_tokens: int = 1024
 
@@ -153,6 +154,7 @@ class ChatActivities:
             acl=acl,
             top_k=self._prompt.retrieval_top_k,
             query_text=query,
+            min_similarity=self._prompt.retrieval_min_score,
         )
         citations = [
             Citation(

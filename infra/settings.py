@@ -108,6 +108,10 @@ class Settings(BaseSettings):
     embedding_model: str | None = None
     embedding_batch_size: int | None = Field(default=None, ge=1)
     retrieval_top_k: int = Field(default=5, ge=1, le=50)
+    #: Chat cites only passages whose dense cosine similarity to the message reaches this
+    #: floor (docs/knowledge.md "Relevance floor": calibrated with bench/relevance_floor.py
+    #: for the bundled all-MiniLM-L6-v2; recalibrate for another embedding model). 0 turns it off.
+    retrieval_min_score: float = Field(default=0.3, ge=0.0, le=1.0)
 
     # --- ingestion limits (issue 9) -------------------------------------------
     ingest_max_batch_bytes: int = Field(default=200 * 1024 * 1024, ge=1)

@@ -71,6 +71,7 @@ async def chat_activities(
             system_prompt=settings.system_prompt,
             history_max_messages=settings.chat_history_max_messages,
             retrieval_top_k=settings.retrieval_top_k,
+            retrieval_min_score=settings.retrieval_min_score,
             max_output_tokens=settings.llm_max_output_tokens,
         ),
         knowledge=knowledge,

@@ -21,7 +21,9 @@ indexing threshold (~6.5k such points) are left as they are.
 Hybrid search is native: dense and sparse-keyword prefetch legs, each carrying
 the ACL filter, fused with RRF (``Fusion.Rrf(k=2)``,
 the same k as qdrant-client's default); the fusion only re-ranks what the legs
-returned, so the outer query needs no filter of its own. The sparse
+returned, so the outer query needs no filter of its own. RRF's score is
+rank-based, so the query also returns each hit's dense vector and every hit
+carries its cosine ``similarity`` to the query (what a relevance floor reads). The sparse
 vectors are the Python BM25 of ``infra.vector`` (identical in both adapters);
 edge's own ``Bm25`` embedder is not used.
 """
@@ -68,6 +70,7 @@ from infra.vector import (
     SPARSE,
     acl_update,
     check_top_k,
+    dense_similarity,
     prefetch_limit,
     sparse_document,
     sparse_query,
@@ -212,9 +215,15 @@ class EdgeIndex:
         check_top_k(top_k)
         if acl.matches_nothing:
             return []
-        request = _search_request([float(x) for x in vector], acl, top_k, query_text)
+        dense = [float(x) for x in vector]
+        request = _search_request(dense, acl, top_k, query_text)
         hits = await self._run(lambda shard: shard.query(request))
-        return [to_scored_chunk(h.id, h.score, h.payload) for h in hits]
+        if request.prefetches:  # fused: the score is RRF's; the similarity comes from the vector
+            return [
+                to_scored_chunk(h.id, h.score, h.payload, similarity=dense_similarity(dense, h.vector))
+                for h in hits
+            ]
+        return [to_scored_chunk(h.id, h.score, h.payload, similarity=h.score) for h in hits]
 
     async def count(self, doc_id: str | None = None) -> int:
         request = CountRequest(exact=True, filter=_doc_filter(doc_id) if doc_id is not None else None)
@@ -269,6 +278,7 @@ def _search_request(dense: list[float], acl: AclFilter, top_k: int, query_text: 
         ],
         query=Fusion.Rrf(k=RRF_K),  # type: ignore[arg-type]  # the stub lists Fusion, not its Rrf variant
         with_payload=payload,
+        with_vector=[DENSE],  # for each hit's dense similarity (RRF's score is rank-based)
     )
 
 

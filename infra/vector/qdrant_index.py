@@ -13,7 +13,9 @@ with Reciprocal Rank Fusion (``FusionQuery(fusion=Fusion.RRF)``, the engine's
 default k = 2). The fusion stage only re-ranks what the legs returned, so the
 outer query carries no filter of its own: the server would merge it into each
 leg (the same conditions twice) and local mode would evaluate it a third time
-over the whole collection (+50 % latency, measured).
+over the whole collection (+50 % latency, measured). A fused hit's score is
+RRF's (rank-based), so the query also fetches each hit's dense vector and every
+hit carries its cosine ``similarity`` to the query, which a relevance floor reads.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from infra.vector import (
     SPARSE,
     acl_update,
     check_top_k,
+    dense_similarity,
     prefetch_limit,
     sparse_document,
     sparse_query,
@@ -155,17 +158,21 @@ class QdrantIndex:
                 query=models.FusionQuery(fusion=models.Fusion.RRF),
                 limit=top_k,
                 with_payload=RESULT_KEYS,
+                with_vectors=[DENSE],  # for each hit's dense similarity (RRF's score is rank-based)
             )
-        else:
-            response = await self._client.query_points(
-                self._collection,
-                query=dense,
-                using=DENSE,
-                query_filter=flt,
-                limit=top_k,
-                with_payload=RESULT_KEYS,
-            )
-        return [to_scored_chunk(p.id, p.score, p.payload) for p in response.points]
+            return [
+                to_scored_chunk(p.id, p.score, p.payload, similarity=dense_similarity(dense, p.vector))
+                for p in response.points
+            ]
+        response = await self._client.query_points(
+            self._collection,
+            query=dense,
+            using=DENSE,
+            query_filter=flt,
+            limit=top_k,
+            with_payload=RESULT_KEYS,
+        )
+        return [to_scored_chunk(p.id, p.score, p.payload, similarity=p.score) for p in response.points]
 
     async def count(self, doc_id: str | None = None) -> int:
         result = await self._client.count(

@@ -7,8 +7,9 @@ ownership grants nothing by itself (phase 2).
 
 Every probe asserts that (1) no returned chunk is unreadable, (2) the returned
 dense ranking is the exact filtered top-k (the engines search these small
-stores exhaustively), and (3) when top_k covers everything readable, nothing
-readable is missing -- for hybrid (dense + keyword) probes too.
+stores exhaustively), (3) when top_k covers everything readable, nothing
+readable is missing -- for hybrid (dense + keyword) probes too -- and (4) every
+hit's ``similarity`` is its exact cosine similarity to the query, fused or not.
 """
 
 from __future__ import annotations
@@ -180,13 +181,17 @@ async def probe(
     leaked = [(pid, world.doc_of.get(pid)) for pid in got if pid not in readable]
     assert not leaked, ("unreadable chunks returned", leaked, context)
     assert len(got) == len(set(got)) == min(top_k, len(readable)), context
+    unit = query / np.linalg.norm(query)
     for h in hits:
         assert h.doc_id == world.doc_of[h.chunk_id]
         assert h.kb_id == world.docs[h.doc_id].kb_id
+        # Dense and hybrid alike: ``similarity`` is the chunk's cosine similarity to the query
+        # (a fused hit's ``score`` is RRF's, rank-based), what a relevance floor compares.
+        assert h.similarity is not None
+        assert abs(h.similarity - float(world.vectors[h.chunk_id] @ unit)) < TIE, (h, context)
     if top_k >= len(readable):
         assert set(got) == readable, ("readable chunks missing", readable - set(got), context)
     elif query_text is None:  # exact dense top-k among readable chunks
-        unit = query / np.linalg.norm(query)
         scored = sorted(((float(world.vectors[p] @ unit), p) for p in readable), reverse=True)
         kth = scored[top_k - 1][0]
         must = {p for s, p in scored if s > kth + TIE}

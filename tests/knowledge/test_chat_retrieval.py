@@ -47,6 +47,42 @@ async def test_chat_answers_with_citations_from_readable_documents_only(
     assert "self-service portal" not in llm.requests[-1]["messages"][0]["content"]
 
 
+async def test_a_greeting_cites_nothing_while_a_question_cites_its_document(
+    platform: RunningApi, llm: FakeOpenAI
+) -> None:
+    """The relevance floor (KEEL_RETRIEVAL_MIN_SCORE): the hybrid search always has a "best"
+    passage, but a greeting's is not similar enough to any passage to be cited."""
+    user = await platform.auth("rag-greeter")
+    kb = (await _kb_ids(platform, user))["personal"]
+    handbook = await upload(platform, user, kb, "handbook.txt", HANDBOOK.encode())
+    parking = await upload(
+        platform,
+        user,
+        kb,
+        "parking.txt",
+        b"Parking\n\nStaff park in the north garage on level two; visitors get a day pass at the desk.",
+    )
+    for doc_id in (handbook, parking):
+        assert (await wait_settled(platform, user, kb, doc_id))["status"] == "ready"
+
+    hello = (await platform.http.post("/api/v1/chat", json={"message": "Hello!"}, headers=user)).json()
+    assert hello["status"] == "completed", hello
+    assert hello["message"]["citations"] == []
+    system = llm.requests[-1]["messages"][0]["content"]
+    assert "self-service portal" not in system and "north garage" not in system
+
+    asked = (
+        await platform.http.post(
+            "/api/v1/chat",
+            json={"message": "How do I reset my password?", "session_id": hello["session_id"]},
+            headers=user,
+        )
+    ).json()
+    cited = [c["document_id"] for c in asked["message"]["citations"]]
+    assert cited and cited[0] == handbook, asked["message"]["citations"]
+    assert "self-service portal" in llm.requests[-1]["messages"][0]["content"]
+
+
 async def test_retrieval_only_mode_without_a_model(settings: Settings, temporal_client: Client) -> None:
     unconfigured = settings.model_copy(update={"llm_base_url": None, "llm_model": None, "llm_api_key": None})
     async with running_platform(unconfigured, temporal_client) as platform:
