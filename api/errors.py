@@ -60,6 +60,7 @@ _STATUS_BY_CODE: dict[str, int] = {
     ErrorCode.POLICY_DENIED: 403,
     ErrorCode.SEPARATION_OF_DUTIES: 403,
     ErrorCode.STDIO_COMMAND_NOT_ALLOWED: 422,
+    ErrorCode.COMMAND_NOT_FOUND: 422,
     ErrorCode.BUDGET_EXCEEDED: 429,
     ErrorCode.CANCELLED: 409,
     ErrorCode.ROUTE_NOT_FOUND: 404,
