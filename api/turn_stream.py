@@ -3,7 +3,9 @@
 Every event carries its Redis stream id as the SSE ``id:``, so a client that
 reconnects with ``Last-Event-ID`` resumes exactly after the last event it saw.
 If the stream is gone (expired, or Redis lost it) the finished turn still
-arrives: the relay falls back to the Update's result or the stored turn.
+arrives: the relay falls back to the Update's result or the stored turn. A relay
+stops at ``approval.required`` only while the turn still waits there: replaying a
+turn whose approvals were decided runs on to its last event.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from sse_starlette import ServerSentEvent
 from api.errors import public_error
 from core.errors import ErrorCode
 from core.models.chat import TurnResult
-from infra.turn_events import TurnEventStream
+from infra.turn_events import TurnEvent, TurnEventStream
 
 LAST_EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 _BLOCK_MS = 500
@@ -49,6 +51,14 @@ def _final_events(result: TurnResult, *, warned: bool) -> list[ServerSentEvent]:
     return events
 
 
+async def _went_on(events: TurnEventStream, turn_id: str, batch: list[TurnEvent], index: int) -> bool:
+    """The turn has events after this pause (its approvals were decided): a replay goes on
+    through them instead of stopping at a wait that is over."""
+    if index + 1 < len(batch):
+        return True
+    return bool(await events.read(turn_id, after=batch[index].id, count=1))
+
+
 async def relay_turn(
     events: TurnEventStream,
     turn_id: str,
@@ -63,13 +73,15 @@ async def relay_turn(
     warned = False  # a budget.warning was relayed (the fallback result must not repeat it)
     while time.monotonic() < deadline:
         batch = await events.read(turn_id, after=last, block_ms=_BLOCK_MS)
-        for event in batch:
+        for index, event in enumerate(batch):
             last = event.id
             warned = warned or event.event == "budget.warning"
             yield ServerSentEvent(
                 data=json.dumps(_public(event.event, event.data)), event=event.event, id=event.id
             )
-            if event.terminal or (event.pauses and stop_at_approval):
+            if event.terminal:
+                return
+            if event.pauses and stop_at_approval and not await _went_on(events, turn_id, batch, index):
                 return
         if batch:
             continue
