@@ -1,5 +1,8 @@
 """BatchIngestWorkflow (id ``batch-{batch_id}``): ingests many documents as child
-IngestDocumentWorkflows with bounded concurrency; progress is a Query."""
+IngestDocumentWorkflows with bounded concurrency; progress is a Query.
+
+Children carry the batch's ``KeelUserId`` and ``KeelKind`` (Temporal does not pass
+search attributes on to children), so an operator's filter finds all of them."""
 
 from __future__ import annotations
 
@@ -10,7 +13,8 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from core.models.ingest import BatchIngestInput, BatchProgress, IngestDocumentInput, IngestDocumentOutput
-    from core.names import ingest_workflow_id
+    from core.names import KIND_INGEST, ingest_workflow_id
+    from workflows import search_attributes
     from workflows.ingest_document import IngestDocumentWorkflow
 
 
@@ -24,6 +28,10 @@ class BatchIngestWorkflow:
     @workflow.run
     async def run(self, inp: BatchIngestInput) -> BatchProgress:
         limit = asyncio.Semaphore(inp.max_concurrency)
+        user_id = workflow.info().typed_search_attributes.get(search_attributes.USER_ID)
+        child_attributes = (
+            search_attributes.for_kind(user_id=user_id, kind=KIND_INGEST) if user_id is not None else None
+        )
 
         async def ingest(document_id: str) -> None:
             async with limit:
@@ -32,6 +40,7 @@ class BatchIngestWorkflow:
                     IngestDocumentInput(document_id=document_id),
                     id=ingest_workflow_id(document_id),
                     parent_close_policy=ParentClosePolicy.ABANDON,
+                    search_attributes=child_attributes,
                 )
                 self._results[document_id] = result
 
