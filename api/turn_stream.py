@@ -28,6 +28,8 @@ _BLOCK_MS = 500
 
 #: Returns the finished turn if it is known to be finished, else None.
 FinishedTurn = Callable[[], Awaitable[TurnResult | None]]
+#: Whether the approval with this id still waits for a decision.
+ApprovalPending = Callable[[str], Awaitable[bool]]
 
 
 def _public(event: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -51,12 +53,19 @@ def _final_events(result: TurnResult, *, warned: bool) -> list[ServerSentEvent]:
     return events
 
 
-async def _went_on(events: TurnEventStream, turn_id: str, batch: list[TurnEvent], index: int) -> bool:
-    """The turn has events after this pause (its approvals were decided): a replay goes on
-    through them instead of stopping at a wait that is over."""
-    if index + 1 < len(batch):
-        return True
-    return bool(await events.read(turn_id, after=batch[index].id, count=1))
+async def _still_waiting(
+    events: TurnEventStream,
+    turn_id: str,
+    batch: list[TurnEvent],
+    index: int,
+    approval_pending: ApprovalPending | None,
+) -> bool:
+    """Whether the turn still waits at this ``approval.required``: no event came after it
+    (its approvals were decided and the turn went on) and its approval is still pending."""
+    if index + 1 < len(batch) or await events.read(turn_id, after=batch[index].id, count=1):
+        return False
+    approval_id = batch[index].data.get("id")
+    return approval_pending is None or not isinstance(approval_id, str) or await approval_pending(approval_id)
 
 
 async def relay_turn(
@@ -67,7 +76,11 @@ async def relay_turn(
     finished_turn: FinishedTurn,
     timeout_s: float,
     stop_at_approval: bool = True,
+    approval_pending: ApprovalPending | None = None,
 ) -> AsyncIterator[ServerSentEvent]:
+    """``stop_at_approval``: end after an ``approval.required`` while the turn waits there
+    (``approval_pending``, when given, tells a decided approval apart from a pending one;
+    without it only events after the pause show that it is over)."""
     deadline = time.monotonic() + timeout_s
     last = after
     warned = False  # a budget.warning was relayed (the fallback result must not repeat it)
@@ -81,7 +94,11 @@ async def relay_turn(
             )
             if event.terminal:
                 return
-            if event.pauses and stop_at_approval and not await _went_on(events, turn_id, batch, index):
+            if (
+                event.pauses
+                and stop_at_approval
+                and await _still_waiting(events, turn_id, batch, index, approval_pending)
+            ):
                 return
         if batch:
             continue
