@@ -104,9 +104,11 @@ class ToolActivities:
             await self._audit_invocation(inp, redact(inp.call.arguments, self._redact), "success")
             return CallToolResult(ok=True, content=done)
         record = await self._repo.server(inp.spec.server_id)
-        if record is None:
+        if record is None or not record.enabled:
             raise ApplicationError(
-                f"the tool '{inp.call.name}' was removed", type=ErrorCode.POLICY_DENIED, non_retryable=True
+                f"the tool '{inp.call.name}' was removed or disabled",
+                type=ErrorCode.POLICY_DENIED,
+                non_retryable=True,
             )
         arguments = await self._full_arguments(inp)
         audit_args = redact(inp.call.arguments, self._redact)

@@ -2,7 +2,8 @@
 
 Pools and the Temporal client open in the lifespan. Routes authorise, then
 start/update/signal/query workflows or read Postgres/Redis; they never call the
-LLM themselves. OpenAPI is generated at ``/openapi.json``.
+LLM themselves. OpenAPI is generated at ``/openapi.json``; ``/docs`` and ``/redoc``
+render it with assets the API serves itself (``api.docs_pages``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import structlog
 from fastapi import FastAPI
 
+from api.docs_pages import add_docs_routes
 from api.errors import install_error_handlers
 from api.load_shedding import ConcurrencyLimitMiddleware
 from api.metrics import add_metrics_route
@@ -107,6 +109,8 @@ def create_app(settings: Settings, *, knowledge: KnowledgeServices | None = None
         version="0.1.0",
         description="Self-hosted enterprise AI platform: durable agents on Temporal.",
         lifespan=_lifespan,
+        docs_url=None,  # served by add_docs_routes, assets included (no CDN)
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.shared_knowledge = knowledge
@@ -119,6 +123,7 @@ def create_app(settings: Settings, *, knowledge: KnowledgeServices | None = None
     app.add_middleware(TextGuardMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
+    add_docs_routes(app)
     routers = (auth, api_keys, chat, sessions, knowledge_routes, admin, tools, agents, usage_routes)
     for module in (*routers, audit_routes):
         app.include_router(module.router, responses=ERROR_RESPONSES)

@@ -3,7 +3,9 @@
 Every event carries its Redis stream id as the SSE ``id:``, so a client that
 reconnects with ``Last-Event-ID`` resumes exactly after the last event it saw.
 If the stream is gone (expired, or Redis lost it) the finished turn still
-arrives: the relay falls back to the Update's result or the stored turn.
+arrives: the relay falls back to the Update's result or the stored turn. A relay
+stops at ``approval.required`` only while the turn still waits there: replaying a
+turn whose approvals were decided runs on to its last event.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from sse_starlette import ServerSentEvent
 from api.errors import public_error
 from core.errors import ErrorCode
 from core.models.chat import TurnResult
-from infra.turn_events import TurnEventStream
+from infra.turn_events import TurnEvent, TurnEventStream
 
 LAST_EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 _BLOCK_MS = 500
 
 #: Returns the finished turn if it is known to be finished, else None.
 FinishedTurn = Callable[[], Awaitable[TurnResult | None]]
+#: Whether the approval with this id still waits for a decision.
+ApprovalPending = Callable[[str], Awaitable[bool]]
 
 
 def _public(event: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -49,6 +53,21 @@ def _final_events(result: TurnResult, *, warned: bool) -> list[ServerSentEvent]:
     return events
 
 
+async def _still_waiting(
+    events: TurnEventStream,
+    turn_id: str,
+    batch: list[TurnEvent],
+    index: int,
+    approval_pending: ApprovalPending | None,
+) -> bool:
+    """Whether the turn still waits at this ``approval.required``: no event came after it
+    (its approvals were decided and the turn went on) and its approval is still pending."""
+    if index + 1 < len(batch) or await events.read(turn_id, after=batch[index].id, count=1):
+        return False
+    approval_id = batch[index].data.get("id")
+    return approval_pending is None or not isinstance(approval_id, str) or await approval_pending(approval_id)
+
+
 async def relay_turn(
     events: TurnEventStream,
     turn_id: str,
@@ -57,19 +76,29 @@ async def relay_turn(
     finished_turn: FinishedTurn,
     timeout_s: float,
     stop_at_approval: bool = True,
+    approval_pending: ApprovalPending | None = None,
 ) -> AsyncIterator[ServerSentEvent]:
+    """``stop_at_approval``: end after an ``approval.required`` while the turn waits there
+    (``approval_pending``, when given, tells a decided approval apart from a pending one;
+    without it only events after the pause show that it is over)."""
     deadline = time.monotonic() + timeout_s
     last = after
     warned = False  # a budget.warning was relayed (the fallback result must not repeat it)
     while time.monotonic() < deadline:
         batch = await events.read(turn_id, after=last, block_ms=_BLOCK_MS)
-        for event in batch:
+        for index, event in enumerate(batch):
             last = event.id
             warned = warned or event.event == "budget.warning"
             yield ServerSentEvent(
                 data=json.dumps(_public(event.event, event.data)), event=event.event, id=event.id
             )
-            if event.terminal or (event.pauses and stop_at_approval):
+            if event.terminal:
+                return
+            if (
+                event.pauses
+                and stop_at_approval
+                and await _still_waiting(events, turn_id, batch, index, approval_pending)
+            ):
                 return
         if batch:
             continue

@@ -48,6 +48,7 @@ class ErrorCode(StrEnum):
     OVERLOADED = "overloaded"
     SEPARATION_OF_DUTIES = "separation_of_duties"
     STDIO_COMMAND_NOT_ALLOWED = "stdio_command_not_allowed"
+    COMMAND_NOT_FOUND = "command_not_found"
     # documents and knowledge bases
     KNOWLEDGE_BASE_NOT_FOUND = "knowledge_base_not_found"
     DOCUMENT_NOT_FOUND = "document_not_found"
@@ -78,6 +79,7 @@ NON_RETRYABLE: frozenset[ErrorCode] = frozenset(
         ErrorCode.LLM_REJECTED,
         ErrorCode.POLICY_DENIED,
         ErrorCode.STDIO_COMMAND_NOT_ALLOWED,
+        ErrorCode.COMMAND_NOT_FOUND,
         ErrorCode.BUDGET_EXCEEDED,
         ErrorCode.SESSION_NOT_FOUND,
         ErrorCode.UNSUPPORTED_TYPE,

@@ -9,7 +9,8 @@ One :class:`McpToolClient` per worker process. It keeps one connected
   ``env``; every variable the SDK would inherit (``HOME``, ``LOGNAME``,
   ``SHELL``, ``TERM``, ``USER``) is set by Keel, so nothing else of the
   worker's environment reaches the server. ``stdio_allowed_commands`` (when
-  set) refuses any other command (:class:`StdioCommandRefused`).
+  set) refuses any other command (:class:`StdioCommandRefused`); a bare command
+  name is resolved like the API resolves it (``infra.stdio_commands``).
   ``stdio_run_as_user``: when the worker runs as root, the server is started
   through ``setpriv`` as that user (no groups, no capabilities, no new
   privileges, cwd ``/``), so it cannot read the worker's
@@ -59,6 +60,8 @@ import structlog
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from infra.stdio_commands import resolve_command, stdio_command_allowed
 
 __all__ = [
     "IDEMPOTENCY_META_KEY",
@@ -139,18 +142,6 @@ class ToolUnavailable(McpToolError):
 
 class StdioCommandRefused(McpToolError):
     """The stdio command is not in ``KEEL_MCP_STDIO_ALLOWED_COMMANDS`` (or cannot be isolated)."""
-
-
-def stdio_command_allowed(command: str, allowed: Sequence[str] | None) -> bool:
-    """``command`` is one of ``allowed`` (``None``: no restriction), exactly or as the same
-    executable on PATH (``uvx`` in the list also allows ``/usr/bin/uvx`` when that is what
-    ``uvx`` resolves to, and the other way round)."""
-    if allowed is None:
-        return True
-    if command in allowed:
-        return True
-    resolved = shutil.which(command)
-    return resolved is not None and resolved in {shutil.which(a) for a in allowed}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -562,9 +553,12 @@ class McpToolClient:
             raise StdioCommandRefused(
                 f"the stdio command {server.command!r} is not in KEEL_MCP_STDIO_ALLOWED_COMMANDS"
             )
+        # Stored commands are absolute (resolved at registration); a bare name from an older
+        # entry is resolved the same way here, so the server's minimal PATH does not matter.
+        command = resolve_command(server.command) or server.command
         if self.stdio_run_as_user is None or os.geteuid() != 0:
             return StdioServerParameters(
-                command=server.command, args=list(server.args), env=_stdio_env(server.env, user=None)
+                command=command, args=list(server.args), env=_stdio_env(server.env, user=None)
             )
         setpriv = shutil.which("setpriv")
         try:
@@ -585,7 +579,7 @@ class McpToolClient:
         ]
         return StdioServerParameters(
             command=setpriv,
-            args=[*drop, server.command, *server.args],
+            args=[*drop, command, *server.args],
             env=_stdio_env(server.env, user=user),
             cwd="/",
         )

@@ -1,7 +1,10 @@
 """BatchIngestWorkflow (id ``batch-{batch_id}``): ingests many documents as child
 IngestDocumentWorkflows with bounded concurrency; progress is a Query. A child
 stopped by a newer upload of its document (which terminates the old version's
-ingestion and ingests the new one itself) counts as done, status ``superseded``."""
+ingestion and ingests the new one itself) counts as done, status ``superseded``.
+
+Children carry the batch's ``KeelUserId`` and ``KeelKind`` (Temporal does not pass
+search attributes on to children), so an operator's filter finds all of them."""
 
 from __future__ import annotations
 
@@ -13,7 +16,8 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from core.models.ingest import BatchIngestInput, BatchProgress, IngestDocumentInput, IngestDocumentOutput
-    from core.names import ingest_workflow_id
+    from core.names import KIND_INGEST, ingest_workflow_id
+    from workflows import search_attributes
     from workflows.ingest_document import IngestDocumentWorkflow
 
 
@@ -27,6 +31,10 @@ class BatchIngestWorkflow:
     @workflow.run
     async def run(self, inp: BatchIngestInput) -> BatchProgress:
         limit = asyncio.Semaphore(inp.max_concurrency)
+        user_id = workflow.info().typed_search_attributes.get(search_attributes.USER_ID)
+        child_attributes = (
+            search_attributes.for_kind(user_id=user_id, kind=KIND_INGEST) if user_id is not None else None
+        )
 
         async def ingest(document_id: str) -> None:
             async with limit:
@@ -36,6 +44,7 @@ class BatchIngestWorkflow:
                         IngestDocumentInput(document_id=document_id, version=inp.versions.get(document_id)),
                         id=ingest_workflow_id(document_id),
                         parent_close_policy=ParentClosePolicy.ABANDON,
+                        search_attributes=child_attributes,
                     )
                 except (ChildWorkflowError, WorkflowAlreadyStartedError):
                     result = IngestDocumentOutput(document_id=document_id, status="superseded")

@@ -106,6 +106,10 @@ async def turn_events(
             return None
         return TurnResult.model_validate(current.result)
 
+    async def approval_pending(approval_id: str) -> bool:
+        approval = await resources.tools_repo.approval(approval_id)
+        return approval is not None and approval.status == "pending"
+
     return EventSourceResponse(
         relay_turn(
             resources.events,
@@ -113,6 +117,7 @@ async def turn_events(
             after=last_event_id or "0-0",
             finished_turn=finished_turn,
             timeout_s=resources.settings.request_timeout_s,
+            approval_pending=approval_pending,
         ),
         ping=15,
     )

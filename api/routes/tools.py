@@ -4,10 +4,11 @@ approvals I may decide. A decision is a Signal to the session's workflow."""
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from temporalio.client import WorkflowFailureError
 
 from api.deps import AgentUser, ResourcesDep, ToolAdmin
@@ -21,13 +22,29 @@ from core.policy.egress import EgressRefused
 from core.policy.tools import may_approve, separation_of_duties, tools_for
 from infra.db.tools_repo import ApprovalRecord, ToolServerRecord
 from infra.egress import resolve_and_check
-from infra.mcp_client import stdio_command_allowed
+from infra.stdio_commands import resolve_command, stdio_command_allowed
 from workflows.chat_session import ChatSessionWorkflow
 from workflows.tool_discovery import ToolDiscoveryWorkflow
 
 router = APIRouter(prefix="/api/v1", tags=["tools"])
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+_TimeoutS = Annotated[int, Field(ge=1, le=600)]
+_MaxRetries = Annotated[int, Field(ge=0, le=10)]
+_Groups = Annotated[list[Annotated[str, Field(min_length=1, max_length=256)]], Field(max_length=100)]
+_Group = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+def _omit_default(schema: dict[str, Any]) -> None:
+    """A PATCH field's schema: no ``default`` (omitted means unchanged)."""
+    schema.pop("default", None)
+
+
+def _not_null(schema: dict[str, Any]) -> None:
+    """A PATCH field that may be omitted but not set to null: its schema is the non-null branch."""
+    _omit_default(schema)
+    branches = schema.pop("anyOf", [])
+    schema.update(next((b for b in branches if b.get("type") != "null"), {}))
 
 
 class ToolServerRequest(RequestModel):
@@ -46,15 +63,43 @@ class ToolServerRequest(RequestModel):
         default=None, max_length=500
     )
     requires_approval: bool = False
-    timeout_s: int = Field(default=30, ge=1, le=600)
-    max_retries: int = Field(default=3, ge=0, le=10)
-    allowed_groups: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
-        default_factory=list, max_length=100
-    )
-    approver_group: str | None = Field(default=None, min_length=1, max_length=256)
+    timeout_s: _TimeoutS = 30
+    max_retries: _MaxRetries = 3
+    allowed_groups: _Groups = Field(default_factory=list)
+    approver_group: _Group | None = None
     #: False only for read-only tools: they run without approval even after the model read
     #: documents the user does not own.
     side_effects: bool = True
+
+
+class ToolServerPatch(RequestModel):
+    """The fields to change (at least one); omitted fields stay as they are. Only
+    ``approver_group`` may be null (no approver group: the requester decides)."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    # Omitted means unchanged (``changes`` holds only the fields sent); only ``approver_group``
+    # may be null.
+    requires_approval: bool | None = Field(default=None, json_schema_extra=_not_null)
+    approver_group: _Group | None = Field(default=None, json_schema_extra=_omit_default)
+    allowed_groups: _Groups | None = Field(default=None, json_schema_extra=_not_null)
+    timeout_s: _TimeoutS | None = Field(default=None, json_schema_extra=_not_null)
+    max_retries: _MaxRetries | None = Field(default=None, json_schema_extra=_not_null)
+    #: False: kept, with its discovered tools, but offered to no turn.
+    enabled: bool | None = Field(default=None, json_schema_extra=_not_null)
+    side_effects: bool | None = Field(default=None, json_schema_extra=_not_null)
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> ToolServerPatch:
+        if not self.model_fields_set:
+            raise ValueError("name at least one field to change")
+        nulls = sorted(f for f in self.model_fields_set - {"approver_group"} if getattr(self, f) is None)
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)} may not be null")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True)
 
 
 class DiscoveredToolView(BaseModel):
@@ -67,7 +112,12 @@ class ToolServerView(BaseModel):
     id: str
     name: str
     transport: str
-    status: str
+    #: The stdio executable as stored (an absolute path: bare names are resolved at registration).
+    command: str | None
+    #: ``ready``, ``discovering``, ``failed`` (discovery failed; see ``error``) or ``disabled``.
+    status: Literal["ready", "discovering", "failed", "disabled"]
+    enabled: bool
+    error: str | None
     requires_approval: bool
     timeout_s: int
     max_retries: int
@@ -75,6 +125,12 @@ class ToolServerView(BaseModel):
     approver_group: str | None
     side_effects: bool
     tools: list[DiscoveredToolView]
+    created_by: str
+    created_at: datetime
+
+
+class ToolServerList(BaseModel):
+    tool_servers: list[ToolServerView]
 
 
 class ToolView(BaseModel):
@@ -116,7 +172,8 @@ class DecisionRequest(RequestModel):
 def _server_view(record: ToolServerRecord) -> ToolServerView:
     enabled = {t["name"] for t in record.offered()}
     return ToolServerView(
-        **record.model_dump(include=set(ToolServerView.model_fields) - {"tools"}),
+        **record.model_dump(include=set(ToolServerView.model_fields) - {"tools", "status"}),
+        status=record.status if record.enabled else "disabled",
         tools=[
             DiscoveredToolView(
                 name=t["name"], description=t.get("description") or "", enabled=t["name"] in enabled
@@ -135,18 +192,23 @@ def _approval_view(record: ApprovalRecord) -> ApprovalOut:
 
 async def _validate_server(
     body: ToolServerRequest, allowed_hosts: list[str], allowed_commands: list[str] | None
-) -> None:
-    if body.transport == "stdio" and not body.command:
-        raise ApiError(ErrorCode.INVALID_REQUEST, "a stdio tool server needs a command")
-    if (
-        body.transport == "stdio"
-        and body.command
-        and not stdio_command_allowed(body.command, allowed_commands)
-    ):
-        raise ApiError(
-            ErrorCode.STDIO_COMMAND_NOT_ALLOWED,
-            f"the stdio command {body.command!r} is not in KEEL_MCP_STDIO_ALLOWED_COMMANDS",
-        )
+) -> ToolServerRequest:
+    """The entry as it will be stored (a stdio command resolved to its absolute path), or an error."""
+    if body.transport == "stdio":
+        if not body.command:
+            raise ApiError(ErrorCode.INVALID_REQUEST, "a stdio tool server needs a command")
+        if not stdio_command_allowed(body.command, allowed_commands):
+            raise ApiError(
+                ErrorCode.STDIO_COMMAND_NOT_ALLOWED,
+                f"the stdio command {body.command!r} is not in KEEL_MCP_STDIO_ALLOWED_COMMANDS",
+            )
+        resolved = resolve_command(body.command)
+        if resolved is None:
+            raise ApiError(
+                ErrorCode.COMMAND_NOT_FOUND,
+                f"the stdio command {body.command!r} is not an executable on PATH or in Keel's environment",
+            )
+        return body.model_copy(update={"command": resolved})
     if body.transport == "http":
         if not body.url:
             raise ApiError(ErrorCode.INVALID_REQUEST, "an http tool server needs a url")
@@ -158,6 +220,7 @@ async def _validate_server(
             raise ApiError(
                 ErrorCode.INVALID_REQUEST, "the tool url's host could not be resolved to an address"
             ) from exc
+    return body
 
 
 @router.post("/admin/tools", operation_id="add_tool_server", status_code=201, response_model=ToolServerView)
@@ -165,7 +228,7 @@ async def add_tool_server(
     body: ToolServerRequest, principal: ToolAdmin, resources: ResourcesDep
 ) -> ToolServerView:
     """Allowlist an MCP server; Keel discovers its tools (in a workflow) before answering."""
-    await _validate_server(
+    body = await _validate_server(
         body, resources.settings.tool_allowed_hosts, resources.settings.mcp_stdio_allowed_commands
     )
     repo = resources.tools_repo
@@ -206,6 +269,41 @@ async def add_tool_server(
         )
     )
     return _server_view(discovered)
+
+
+@router.get("/admin/tools", operation_id="list_tool_servers", response_model=ToolServerList)
+async def list_tool_servers(principal: ToolAdmin, resources: ResourcesDep) -> ToolServerList:
+    """Every allowlist entry, enabled or not, with its discovered tools, by name."""
+    return ToolServerList(tool_servers=[_server_view(r) for r in await resources.tools_repo.servers()])
+
+
+@router.patch("/admin/tools/{server_id}", operation_id="update_tool_server", response_model=ToolServerView)
+async def update_tool_server(
+    server_id: str, body: ToolServerPatch, principal: ToolAdmin, resources: ResourcesDep
+) -> ToolServerView:
+    """Change an entry's approval rule, groups, limits or switch it off; every session's
+    next turn follows (turns read the allowlist when they start)."""
+    repo = resources.tools_repo
+    before = await repo.server(server_id)
+    changes = body.changes()
+    updated = await repo.update_server(server_id, changes) if before is not None else None
+    if before is None or updated is None:
+        raise ApiError(ErrorCode.NOT_FOUND, "tool server not found")
+    await resources.audit.record(
+        AuditEntry(
+            event=AuditEvent.ADMIN_TOOL_UPDATED,
+            user_id=principal.user_id,
+            resource_type="tool_server",
+            resource_id=server_id,
+            details={
+                "name": updated.name,
+                "changes": {
+                    field: {"from": getattr(before, field), "to": value} for field, value in changes.items()
+                },
+            },
+        )
+    )
+    return _server_view(updated)
 
 
 @router.delete("/admin/tools/{server_id}", operation_id="remove_tool_server", status_code=204)

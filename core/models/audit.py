@@ -38,6 +38,7 @@ class AuditEvent(StrEnum):
     # admin changes
     ADMIN_TOOL_ADDED = "admin.tool_added"
     ADMIN_TOOL_REMOVED = "admin.tool_removed"
+    ADMIN_TOOL_UPDATED = "admin.tool_updated"
     ADMIN_KNOWLEDGE_BASE_CREATED = "admin.knowledge_base_created"
     ADMIN_DOCUMENT_PUBLISHED = "admin.document_published"
     ADMIN_BUDGET_SET = "admin.budget_set"

@@ -32,6 +32,8 @@ class ToolServerRecord(BaseModel):
     allowed_groups: list[str]
     approver_group: str | None
     side_effects: bool = True
+    #: False: kept (with its discovered tools) but offered to no turn.
+    enabled: bool = True
     status: str
     discovered: list[dict[str, Any]]
     error: str | None
@@ -104,11 +106,30 @@ class ToolsRepository:
         )
         return ToolServerRecord(**dict(row)) if row else None
 
+    async def servers(self) -> list[ToolServerRecord]:
+        """Every allowlist entry (enabled or not, whatever its discovery status), by name."""
+        rows = await self._pool.fetch("SELECT * FROM tool_servers WHERE deleted_at IS NULL ORDER BY name")
+        return [ToolServerRecord(**dict(r)) for r in rows]
+
     async def ready_servers(self) -> list[ToolServerRecord]:
+        """The servers a turn may offer: discovered and enabled (read by every turn)."""
         rows = await self._pool.fetch(
-            "SELECT * FROM tool_servers WHERE deleted_at IS NULL AND status = 'ready' ORDER BY name"
+            "SELECT * FROM tool_servers WHERE deleted_at IS NULL AND status = 'ready' AND enabled"
+            " ORDER BY name"
         )
         return [ToolServerRecord(**dict(r)) for r in rows]
+
+    async def update_server(self, server_id: str, changes: dict[str, Any]) -> ToolServerRecord | None:
+        """Set these columns (names from the caller's own schema, never user text); None when
+        there is no such live server."""
+        assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(changes, start=2))
+        row = await self._pool.fetchrow(
+            f"UPDATE tool_servers SET {assignments} WHERE id = $1 AND deleted_at IS NULL"  # noqa: S608
+            " RETURNING *",
+            server_id,
+            *changes.values(),
+        )
+        return ToolServerRecord(**dict(row)) if row else None
 
     async def set_discovered(self, server_id: str, tools: list[dict[str, Any]]) -> None:
         await self._pool.execute(

@@ -1061,13 +1061,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--chunk-delay-ms", type=float, default=0.0, help="delay between later chunks")
     parser.add_argument("--words", type=int, default=50, help="words in the fixed reply")
     parser.add_argument("--log-level", default="warning")
+    parser.add_argument(
+        "--follow-tool-markers",
+        action="store_true",
+        help="call the tool a message names with <<call-tool NAME {json args}>>, then answer",
+    )
     args = parser.parse_args(argv)
 
     reply = Reply(
         _fixed_text(args.words), ttft_s=args.ttft_ms / 1000.0, chunk_delay_s=args.chunk_delay_ms / 1000.0
     )
+    default: Responder = reply
+    if args.follow_tool_markers:
+        default = follows_tool_call_markers(_fixed_text(args.words))
     fake = FakeOpenAI(
-        host=args.host, port=args.port, default=reply, max_recorded=1000, log_level=args.log_level
+        host=args.host, port=args.port, default=default, max_recorded=1000, log_level=args.log_level
     )
     sys.stdout.write(
         f"fake OpenAI on http://{args.host}:{args.port}/v1 "

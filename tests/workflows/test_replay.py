@@ -3,7 +3,8 @@
 ``two_turns_then_delete``, ``retried_model_call`` and ``rejected_model_call``
 were recorded before knowledge search and tools existed (they replay through the
 ``workflow.patched`` branches); ``v2_*`` were recorded with them
-(``v2_chat_retrieval_tool_approval`` re-recorded for issue 9); ``v4_*`` record a
+(``v2_chat_retrieval_tool_approval`` re-recorded for issue 9, ``v2_batch_ingest`` for
+issue 10: children carry the batch's search attributes); ``v4_*`` record a
 tool call proposed after reading a shared document (issue 9: approval with the
 documents, arguments by reference).
 
