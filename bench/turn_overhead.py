@@ -40,7 +40,6 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 import openai
-import uvicorn
 from pydantic import SecretStr
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -48,12 +47,13 @@ from temporalio.testing import WorkflowEnvironment
 from api.main import create_app
 from core.names import turn_stream_key
 from infra.db.migrate import apply_migrations
-from infra.knowledge import KnowledgeServices, open_knowledge
+from infra.knowledge import open_knowledge
 from infra.logging import configure_logging
 from infra.redis_client import create_redis
 from infra.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.support.sse import read_events
+from workers.api_server import bind_socket, serving
 from workers.chat_worker import build_chat_worker, chat_activities
 from workflows import search_attributes
 
@@ -114,44 +114,9 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
-class _ApiServer(uvicorn.Server):
-    """uvicorn without its signal capture: Ctrl-C cancels the benchmark, which then stops the API."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
-async def serve_api(
-    settings: Settings, knowledge: KnowledgeServices
-) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    config = uvicorn.Config(
-        create_app(settings, knowledge=knowledge),
-        host="127.0.0.1",
-        port=settings.api_port,
-        log_config=None,
-        lifespan="on",
-        access_log=False,
-        timeout_graceful_shutdown=2,
-    )
-    server = _ApiServer(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started:
-            return server, task
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    raise RuntimeError("API did not start")
-
-
-async def stop_api(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
-    server.should_exit = True
-    try:
-        await asyncio.wait_for(asyncio.shield(task), timeout=5)
-    except TimeoutError:
-        server.force_exit = True
-        await task
+def serving_api(settings: Settings) -> contextlib.AbstractAsyncContextManager[object]:
+    """The API on ``settings.api_port``, served by the harness of ``keel api``/``keel dev``."""
+    return serving(create_app(settings), bind_socket("127.0.0.1", settings.api_port), graceful_shutdown_s=2)
 
 
 @contextlib.asynccontextmanager
@@ -238,13 +203,11 @@ async def keel_stack(args: argparse.Namespace) -> AsyncIterator[Stack]:
             log_level="WARNING",
             log_json=False,
         )
-        # One knowledge stack shared by the API and the worker, as in tests/conftest.py
-        # (the embedded vector index has one owner per process). Chat turns here use none.
+        # The worker owns the knowledge stack (the API asks it for queries). Chat turns here use none.
         knowledge = await stack.enter_async_context(open_knowledge(settings))
         activities = await stack.enter_async_context(chat_activities(settings, knowledge))
         await stack.enter_async_context(build_chat_worker(env.client, settings, activities))
-        server, task = await serve_api(settings, knowledge)
-        stack.push_async_callback(stop_api, server, task)
+        await stack.enter_async_context(serving_api(settings))
         limits = httpx.Limits(max_connections=max(100, 2 * args.concurrency))
         http = await stack.enter_async_context(
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.api_port}", timeout=120, limits=limits)
