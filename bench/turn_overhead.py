@@ -34,7 +34,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -167,6 +167,13 @@ async def temporal_dev_server() -> AsyncIterator[WorkflowEnvironment]:
         await env.shutdown()
 
 
+class TurnClient(Protocol):
+    """What the turn functions need: an HTTP client on the API, and where to note turn ids."""
+
+    http: httpx.AsyncClient
+    turn_ids: list[str]
+
+
 @dataclass
 class Stack:
     settings: Settings
@@ -284,7 +291,7 @@ def _body(lane: Lane, message: str) -> dict[str, Any]:
     return body
 
 
-def chat_turn(bench: Stack) -> TurnFn:
+def chat_turn(bench: TurnClient) -> TurnFn:
     async def turn(lane: Lane, message: str) -> Sample:
         start = time.perf_counter()
         resp = await bench.http.post("/api/v1/chat", json=_body(lane, message), headers=lane.headers)
@@ -300,7 +307,7 @@ def chat_turn(bench: Stack) -> TurnFn:
     return turn
 
 
-def stream_turn(bench: Stack) -> TurnFn:
+def stream_turn(bench: TurnClient) -> TurnFn:
     async def turn(lane: Lane, message: str) -> Sample:
         ttft: float | None = None
         latency: float | None = None
@@ -370,7 +377,7 @@ async def run_mode(name: str, turn: TurnFn, lanes: Sequence[Lane], n: int, concu
     return ModeResult(name, concurrency, samples, errors, wall, cpu)
 
 
-async def make_lanes(bench: Stack, count: int, prefix: str) -> list[Lane]:
+async def make_lanes(bench: TurnClient, count: int, prefix: str) -> list[Lane]:
     lanes = []
     for i in range(count):
         user_id = f"bench-{prefix}-{i}-{uuid.uuid4().hex[:6]}"
@@ -380,7 +387,7 @@ async def make_lanes(bench: Stack, count: int, prefix: str) -> list[Lane]:
     return lanes
 
 
-async def open_sessions(bench: Stack, lanes: list[Lane]) -> None:
+async def open_sessions(bench: TurnClient, lanes: list[Lane]) -> None:
     """One session per lane, opened with a first (uncounted) turn."""
 
     async def open_one(lane: Lane) -> None:
