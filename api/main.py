@@ -25,14 +25,14 @@ from api.routes import audit as audit_routes
 from api.routes import knowledge as knowledge_routes
 from api.routes import usage as usage_routes
 from api.schemas import ERROR_RESPONSES, document_refusals
-from api.state import ApiResources
+from api.state import ApiKnowledge, ApiResources
 from api.text_guard import TextGuardMiddleware
 from api.upload_limits import UploadSizeLimitMiddleware
 from infra.agents import AgentRegistry
 from infra.auth.oidc import OidcVerifier, oidc_http_client
+from infra.blobstore import FilesystemBlobStore
 from infra.db.migrate import apply_migrations
 from infra.db.pool import create_pool
-from infra.knowledge import KnowledgeServices, open_knowledge
 from infra.redis_client import create_redis
 from infra.settings import Settings
 from infra.temporal_client import connect_temporal
@@ -44,16 +44,6 @@ def _required(value: str | None, name: str) -> str:
     if not value:
         raise RuntimeError(f"{name} is not set (`keel dev` sets it for the embedded stack)")
     return value
-
-
-@asynccontextmanager
-async def _knowledge(app: FastAPI, settings: Settings) -> AsyncIterator[KnowledgeServices]:
-    shared: KnowledgeServices | None = app.state.shared_knowledge
-    if shared is not None:
-        yield shared
-        return
-    async with open_knowledge(settings) as own:
-        yield own
 
 
 @asynccontextmanager
@@ -69,18 +59,17 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         oidc = OidcVerifier(settings, http=oidc_http_client(settings), redis=redis)
     try:
         temporal = await connect_temporal(settings)
-        async with _knowledge(app, settings) as knowledge:
-            app.state.resources = ApiResources(
-                settings=settings,
-                temporal=temporal,
-                pool=pool,
-                redis=redis,
-                knowledge=knowledge,
-                agents=AgentRegistry.load(settings.agents_path),
-                oidc=oidc,
-            )
-            log.info("api.started", temporal=settings.resolved_temporal_address)
-            yield
+        app.state.resources = ApiResources(
+            settings=settings,
+            temporal=temporal,
+            pool=pool,
+            redis=redis,
+            knowledge=ApiKnowledge(blobs=FilesystemBlobStore(settings.resolved_blob_path)),
+            agents=AgentRegistry.load(settings.agents_path),
+            oidc=oidc,
+        )
+        log.info("api.started", temporal=settings.resolved_temporal_address)
+        yield
     finally:
         app.state.resources = None
         if oidc is not None:
@@ -101,9 +90,9 @@ class _KeelApi(FastAPI):
         return document
 
 
-def create_app(settings: Settings, *, knowledge: KnowledgeServices | None = None) -> FastAPI:
-    """``knowledge``: services shared with in-process workers (the embedded vector
-    index has one owner per process); without it the API opens its own."""
+def create_app(settings: Settings) -> FastAPI:
+    """The API of ``settings``. It holds no embedding model and no vector index: the
+    query route searches in the worker (docs/architecture.md)."""
     app = _KeelApi(
         title="Keel API",
         version="0.1.0",
@@ -113,7 +102,6 @@ def create_app(settings: Settings, *, knowledge: KnowledgeServices | None = None
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.shared_knowledge = knowledge
     app.state.resources = None
     install_error_handlers(app)
     # Added last = outermost: request id, the text guard, the upload size limit (refuses

@@ -13,14 +13,23 @@ from infra.audit.log import AuditLog
 from infra.auth.api_keys import ApiKeyService
 from infra.auth.oidc import OidcVerifier
 from infra.auth.web_sessions import WebSessionStore
+from infra.blobstore import BlobStore
 from infra.db.api_keys_repo import ApiKeyRepository
 from infra.db.chat_repo import ChatRepository
 from infra.db.knowledge_repo import KnowledgeRepository
 from infra.db.tools_repo import ToolsRepository
-from infra.knowledge import KnowledgeServices
 from infra.rate_limit import ConcurrencyGuard, RateLimiter
 from infra.settings import Settings
 from infra.turn_events import TurnEventStream
+
+
+@dataclass(frozen=True)
+class ApiKnowledge:
+    """The knowledge services of the API process: the blob store uploads are written to
+    (a directory under the data dir, shared with the worker). Embedding and vector search
+    run in the worker (``KnowledgeQueryWorkflow``), so the API never loads the model."""
+
+    blobs: BlobStore
 
 
 @dataclass
@@ -29,7 +38,7 @@ class ApiResources:
     temporal: Client
     pool: asyncpg.Pool
     redis: aioredis.Redis
-    knowledge: KnowledgeServices
+    knowledge: ApiKnowledge
     agents: AgentRegistry
     oidc: OidcVerifier | None = None
     chats: ChatRepository = field(init=False)

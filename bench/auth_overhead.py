@@ -36,11 +36,9 @@ from bench.turn_overhead import (
     DEFAULT_REDIS_URL,
     free_port,
     fresh_database,
-    serve_api,
-    stop_api,
+    serving_api,
     temporal_dev_server,
 )
-from infra.knowledge import open_knowledge
 from infra.settings import Settings
 from tests.fakes.oidc_issuer import FakeOidcIssuer
 
@@ -77,9 +75,7 @@ async def _stack(
             entra_client_secret=SecretStr(idp.client_secret),
             rate_limit_per_minute=1_000_000,
         )
-        knowledge = await stack.enter_async_context(open_knowledge(settings))
-        server, task = await serve_api(settings, knowledge)
-        stack.push_async_callback(stop_api, server, task)
+        await stack.enter_async_context(serving_api(settings))
         limits = httpx.Limits(max_connections=max(100, 2 * args.concurrency))
         http = await stack.enter_async_context(
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.api_port}", timeout=60, limits=limits)

@@ -57,8 +57,7 @@ from bench.turn_overhead import (
     free_port,
     fresh_database,
     progress,
-    serve_api,
-    stop_api,
+    serving_api,
     temporal_dev_server,
 )
 from core.ingest.chunking import Chunk, chunk_document
@@ -418,14 +417,13 @@ async def keel_ingest_stack(args: argparse.Namespace) -> AsyncIterator[tuple[Set
             log_json=False,
             **({"ingest_batch_concurrency": args.batch_concurrency} if args.batch_concurrency else {}),
         )
-        # One knowledge stack shared by the API and the worker (the embedded index has one owner).
+        # The worker's knowledge stack (the embedded index has one owner: the worker).
         knowledge = await stack.enter_async_context(open_knowledge(settings))
         await knowledge.embedder.ensure_dimension()  # as workers.runtime does before polling
         await knowledge.embedder.embed_documents(["warm up"])
         activities = await stack.enter_async_context(ingest_activities(settings, knowledge))
         await stack.enter_async_context(build_ingest_worker(env.client, settings, activities))
-        server, task = await serve_api(settings, knowledge)
-        stack.push_async_callback(stop_api, server, task)
+        await stack.enter_async_context(serving_api(settings))
         http = await stack.enter_async_context(
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.api_port}", timeout=300)
         )

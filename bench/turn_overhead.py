@@ -34,13 +34,12 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 import openai
-import uvicorn
 from pydantic import SecretStr
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -48,12 +47,13 @@ from temporalio.testing import WorkflowEnvironment
 from api.main import create_app
 from core.names import turn_stream_key
 from infra.db.migrate import apply_migrations
-from infra.knowledge import KnowledgeServices, open_knowledge
+from infra.knowledge import open_knowledge
 from infra.logging import configure_logging
 from infra.redis_client import create_redis
 from infra.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.support.sse import read_events
+from workers.api_server import bind_socket, serving
 from workers.chat_worker import build_chat_worker, chat_activities
 from workflows import search_attributes
 
@@ -114,44 +114,9 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
-class _ApiServer(uvicorn.Server):
-    """uvicorn without its signal capture: Ctrl-C cancels the benchmark, which then stops the API."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
-async def serve_api(
-    settings: Settings, knowledge: KnowledgeServices
-) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    config = uvicorn.Config(
-        create_app(settings, knowledge=knowledge),
-        host="127.0.0.1",
-        port=settings.api_port,
-        log_config=None,
-        lifespan="on",
-        access_log=False,
-        timeout_graceful_shutdown=2,
-    )
-    server = _ApiServer(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started:
-            return server, task
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    raise RuntimeError("API did not start")
-
-
-async def stop_api(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
-    server.should_exit = True
-    try:
-        await asyncio.wait_for(asyncio.shield(task), timeout=5)
-    except TimeoutError:
-        server.force_exit = True
-        await task
+def serving_api(settings: Settings) -> contextlib.AbstractAsyncContextManager[object]:
+    """The API on ``settings.api_port``, served by the harness of ``keel api``/``keel dev``."""
+    return serving(create_app(settings), bind_socket("127.0.0.1", settings.api_port), graceful_shutdown_s=2)
 
 
 @contextlib.asynccontextmanager
@@ -202,6 +167,13 @@ async def temporal_dev_server() -> AsyncIterator[WorkflowEnvironment]:
         await env.shutdown()
 
 
+class TurnClient(Protocol):
+    """What the turn functions need: an HTTP client on the API, and where to note turn ids."""
+
+    http: httpx.AsyncClient
+    turn_ids: list[str]
+
+
 @dataclass
 class Stack:
     settings: Settings
@@ -238,13 +210,11 @@ async def keel_stack(args: argparse.Namespace) -> AsyncIterator[Stack]:
             log_level="WARNING",
             log_json=False,
         )
-        # One knowledge stack shared by the API and the worker, as in tests/conftest.py
-        # (the embedded vector index has one owner per process). Chat turns here use none.
+        # The worker owns the knowledge stack (the API asks it for queries). Chat turns here use none.
         knowledge = await stack.enter_async_context(open_knowledge(settings))
         activities = await stack.enter_async_context(chat_activities(settings, knowledge))
         await stack.enter_async_context(build_chat_worker(env.client, settings, activities))
-        server, task = await serve_api(settings, knowledge)
-        stack.push_async_callback(stop_api, server, task)
+        await stack.enter_async_context(serving_api(settings))
         limits = httpx.Limits(max_connections=max(100, 2 * args.concurrency))
         http = await stack.enter_async_context(
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.api_port}", timeout=120, limits=limits)
@@ -321,7 +291,7 @@ def _body(lane: Lane, message: str) -> dict[str, Any]:
     return body
 
 
-def chat_turn(bench: Stack) -> TurnFn:
+def chat_turn(bench: TurnClient) -> TurnFn:
     async def turn(lane: Lane, message: str) -> Sample:
         start = time.perf_counter()
         resp = await bench.http.post("/api/v1/chat", json=_body(lane, message), headers=lane.headers)
@@ -337,7 +307,7 @@ def chat_turn(bench: Stack) -> TurnFn:
     return turn
 
 
-def stream_turn(bench: Stack) -> TurnFn:
+def stream_turn(bench: TurnClient) -> TurnFn:
     async def turn(lane: Lane, message: str) -> Sample:
         ttft: float | None = None
         latency: float | None = None
@@ -407,7 +377,7 @@ async def run_mode(name: str, turn: TurnFn, lanes: Sequence[Lane], n: int, concu
     return ModeResult(name, concurrency, samples, errors, wall, cpu)
 
 
-async def make_lanes(bench: Stack, count: int, prefix: str) -> list[Lane]:
+async def make_lanes(bench: TurnClient, count: int, prefix: str) -> list[Lane]:
     lanes = []
     for i in range(count):
         user_id = f"bench-{prefix}-{i}-{uuid.uuid4().hex[:6]}"
@@ -417,7 +387,7 @@ async def make_lanes(bench: Stack, count: int, prefix: str) -> list[Lane]:
     return lanes
 
 
-async def open_sessions(bench: Stack, lanes: list[Lane]) -> None:
+async def open_sessions(bench: TurnClient, lanes: list[Lane]) -> None:
     """One session per lane, opened with a first (uncounted) turn."""
 
     async def open_one(lane: Lane) -> None:

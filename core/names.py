@@ -46,3 +46,11 @@ def acl_workflow_id(document_id: str, request_id: str) -> str:
 
 def tool_discovery_workflow_id(server_id: str) -> str:
     return f"tools-{server_id}"
+
+
+KIND_KNOWLEDGE_QUERY = "knowledge-query"
+
+
+def knowledge_query_workflow_id(request_id: str) -> str:
+    """One per ``POST /knowledge-bases/{id}/query`` request (a read: nothing to deduplicate)."""
+    return f"kbquery-{request_id}"

@@ -5,7 +5,8 @@
   network: ``HF_HUB_OFFLINE=1`` is set before sentence-transformers is imported
   and the model is opened with ``local_files_only=True`` from a directory.
 - :class:`OpenAIEmbedder`: ``POST /embeddings`` through the official ``openai``
-  SDK (``AsyncOpenAI`` for any OpenAI-compatible server, ``AsyncAzureOpenAI``
+  SDK, on a client from infra/openai_clients.py (``AsyncOpenAI`` for any
+  OpenAI-compatible server, ``AsyncAzureOpenAI``
   for Azure, where the model name is the deployment). SDK retries are off
   (``max_retries=0``): Temporal's RetryPolicy on the calling activity is the one
   retry layer, so a failed request surfaces at once as the SDK's exception
@@ -43,11 +44,12 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-from openai import AsyncAzureOpenAI, AsyncOpenAI, Timeout
+from openai import AsyncOpenAI, Timeout
 
 from core.errors import ErrorCode, KeelError
+from infra.openai_clients import openai_client
 from infra.settings import Settings
 
 if TYPE_CHECKING:
@@ -74,7 +76,6 @@ DEFAULT_LOCAL_BATCH = 64
 DEFAULT_OPENAI_MODEL = "text-embedding-3-small"
 OPENAI_MAX_BATCH = 256
 DIMENSION_PROBE_TEXT = "dimension probe"
-_AZURE_SCOPE = "https://cognitiveservices.azure.com/.default"
 
 
 class Embedder(Protocol):
@@ -338,43 +339,6 @@ class OpenAIEmbedder:
 
 
 # ---------------------------------------------------------------- factory
-def _azure_token_provider() -> Any:
-    try:
-        from azure.identity import DefaultAzureCredential, get_bearer_token_provider
-    except ImportError as exc:  # pragma: no cover - depends on the optional extra
-        raise KeelError(
-            ErrorCode.LLM_NOT_CONFIGURED,
-            "KEEL_AZURE_OPENAI_USE_ENTRA needs the 'azure-identity' package (pip install 'keel[azure]')",
-        ) from exc
-    return get_bearer_token_provider(DefaultAzureCredential(), _AZURE_SCOPE)
-
-
-def _azure_client(settings: Settings, timeout: Timeout) -> AsyncAzureOpenAI:
-    if not settings.azure_openai_endpoint:
-        raise KeelError(ErrorCode.LLM_NOT_CONFIGURED, "Azure embeddings need KEEL_AZURE_OPENAI_ENDPOINT")
-    key = settings.azure_openai_api_key
-    if key is not None:
-        return AsyncAzureOpenAI(
-            azure_endpoint=settings.azure_openai_endpoint,
-            api_version=settings.azure_openai_api_version,
-            api_key=key.get_secret_value(),
-            max_retries=0,
-            timeout=timeout,
-        )
-    if settings.azure_openai_use_entra:
-        return AsyncAzureOpenAI(
-            azure_endpoint=settings.azure_openai_endpoint,
-            api_version=settings.azure_openai_api_version,
-            azure_ad_token_provider=_azure_token_provider(),
-            max_retries=0,
-            timeout=timeout,
-        )
-    raise KeelError(
-        ErrorCode.LLM_NOT_CONFIGURED,
-        "Azure embeddings need KEEL_AZURE_OPENAI_API_KEY or KEEL_AZURE_OPENAI_USE_ENTRA=true",
-    )
-
-
 def create_embedder(
     settings: Settings,
     *,
@@ -412,17 +376,10 @@ def create_embedder(
             raise KeelError(
                 ErrorCode.LLM_NOT_CONFIGURED, "Azure embeddings need the deployment name as the model"
             )
-        return OpenAIEmbedder(
-            _azure_client(settings, timeout), model, dimensions=dimensions, batch_size=remote_batch
-        )
+        client = openai_client(settings, provider="azure", timeout=timeout, what="Azure embeddings")
+        return OpenAIEmbedder(client, model, dimensions=dimensions, batch_size=remote_batch)
     if provider == "openai":
-        key = settings.llm_api_key
-        client = AsyncOpenAI(
-            base_url=settings.llm_base_url,
-            api_key=key.get_secret_value() if key else "unused",
-            max_retries=0,
-            timeout=timeout,
-        )
+        client = openai_client(settings, provider="openai", timeout=timeout, what="OpenAI embeddings")
         return OpenAIEmbedder(
             client, model or DEFAULT_OPENAI_MODEL, dimensions=dimensions, batch_size=remote_batch
         )

@@ -1,9 +1,8 @@
 """The knowledge-base services a process needs: embedder, vector index, blob store.
 
 The embedded vector index (no ``KEEL_QDRANT_URL``) can be opened by one process
-only, so ``keel dev`` runs the API and the workers in one process and hands the
-same ``KnowledgeServices`` to both; with a Qdrant server every process opens
-its own client. Nothing opens at import time.
+only: the worker's. The API opens none of this; it asks the worker for queries
+(``KnowledgeQueryWorkflow``). Nothing opens at import time.
 """
 
 from __future__ import annotations

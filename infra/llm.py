@@ -1,5 +1,6 @@
 """The chat model: agent-framework's chat-completions client on an OpenAI SDK
-client whose own retries are off (Temporal's RetryPolicy is the one retry layer).
+client from infra/openai_clients.py, whose own retries are off (Temporal's RetryPolicy
+is the one retry layer).
 
 - Any OpenAI-compatible server: ``KEEL_LLM_BASE_URL`` + ``KEEL_LLM_API_KEY`` + ``KEEL_LLM_MODEL``.
 - Azure OpenAI / Azure AI Foundry: ``KEEL_AZURE_OPENAI_ENDPOINT`` + ``..._DEPLOYMENT`` +
@@ -14,60 +15,19 @@ from typing import Any
 
 from agent_framework import ChatResponse, ChatResponseUpdate, Message, ResponseStream
 from agent_framework.openai import OpenAIChatCompletionClient
-from openai import AsyncAzureOpenAI, AsyncOpenAI, Timeout
+from openai import AsyncOpenAI, Timeout
 
 from core.errors import ErrorCode, KeelError
+from infra.openai_clients import openai_client
 from infra.settings import Settings
-
-_AZURE_SCOPE = "https://cognitiveservices.azure.com/.default"
-
-
-def _azure_token_provider() -> Any:
-    try:
-        from azure.identity import DefaultAzureCredential, get_bearer_token_provider
-    except ImportError as exc:  # pragma: no cover - depends on the optional extra
-        raise KeelError(
-            ErrorCode.LLM_NOT_CONFIGURED,
-            "KEEL_AZURE_OPENAI_USE_ENTRA needs the 'azure-identity' package (pip install 'keel[azure]')",
-        ) from exc
-    return get_bearer_token_provider(DefaultAzureCredential(), _AZURE_SCOPE)
 
 
 def _openai_client(settings: Settings) -> AsyncOpenAI | None:
     # read: the longest silence between two streamed chunks; the rest bounds the whole call.
     timeout = Timeout(settings.llm_stream_timeout_s, connect=10.0, read=settings.llm_timeout_s)
     provider = settings.llm_provider
-    if provider == "azure":
-        key = settings.azure_openai_api_key
-        if key is None and not settings.azure_openai_use_entra:
-            raise KeelError(
-                ErrorCode.LLM_NOT_CONFIGURED,
-                "Azure OpenAI needs KEEL_AZURE_OPENAI_API_KEY or KEEL_AZURE_OPENAI_USE_ENTRA=true",
-            )
-        endpoint = str(settings.azure_openai_endpoint)
-        if key is not None:
-            return AsyncAzureOpenAI(
-                azure_endpoint=endpoint,
-                api_version=settings.azure_openai_api_version,
-                api_key=key.get_secret_value(),
-                max_retries=0,
-                timeout=timeout,
-            )
-        return AsyncAzureOpenAI(
-            azure_endpoint=endpoint,
-            api_version=settings.azure_openai_api_version,
-            azure_ad_token_provider=_azure_token_provider(),
-            max_retries=0,
-            timeout=timeout,
-        )
-    if provider == "openai":
-        key = settings.llm_api_key
-        return AsyncOpenAI(
-            base_url=settings.llm_base_url,
-            api_key=key.get_secret_value() if key else "unused",
-            max_retries=0,
-            timeout=timeout,
-        )
+    if provider in ("openai", "azure"):
+        return openai_client(settings, provider=provider, timeout=timeout, what="Azure OpenAI")
     return None
 
 

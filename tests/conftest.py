@@ -36,9 +36,10 @@ from temporalio.testing import WorkflowEnvironment
 from api.main import create_app
 from infra.db.migrate import apply_migrations
 from infra.devstack import DevStack
-from infra.knowledge import KnowledgeServices, open_knowledge
+from infra.knowledge import open_knowledge
 from infra.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
+from workers.api_server import bind_socket, serving, start_server
 from workers.runtime import running_workers
 from workflows import search_attributes
 
@@ -227,40 +228,21 @@ class RunningApi:
         return {"Authorization": f"Bearer {await self.token(user_id)}"}
 
 
-async def serve_api(
-    settings: Settings, knowledge: KnowledgeServices | None = None
-) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    config = uvicorn.Config(
-        create_app(settings, knowledge=knowledge),
-        host="127.0.0.1",
-        port=settings.api_port,
-        log_config=None,
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(200):
-        if server.started:
-            return server, task
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    raise RuntimeError("API did not start")
+async def serve_api(settings: Settings) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    """The API of ``settings`` on its port (the harness of ``keel api``/``keel dev``),
+    returned once it serves; stop it with ``server.should_exit = True; await task``."""
+    return await start_server(create_app(settings), bind_socket("127.0.0.1", settings.api_port))
 
 
 @asynccontextmanager
-async def running_api(
-    settings: Settings, knowledge: KnowledgeServices | None = None
-) -> AsyncIterator[RunningApi]:
+async def running_api(settings: Settings) -> AsyncIterator[RunningApi]:
     """The API only (no worker), served until the block ends."""
-    server, task = await serve_api(settings, knowledge)
-    running = RunningApi(settings)
-    try:
-        yield running
-    finally:
-        await running.http.aclose()
-        server.should_exit = True
-        await task
+    async with serving(create_app(settings), bind_socket("127.0.0.1", settings.api_port)):
+        running = RunningApi(settings)
+        try:
+            yield running
+        finally:
+            await running.http.aclose()
 
 
 @pytest.fixture
@@ -272,11 +254,12 @@ async def api(settings: Settings) -> AsyncIterator[RunningApi]:
 
 @asynccontextmanager
 async def running_platform(settings: Settings, temporal_client: Client) -> AsyncIterator[RunningApi]:
-    """API + in-process workers on the settings' own task queues, sharing one knowledge stack."""
+    """API + in-process workers on the settings' own task queues (the workers own the
+    knowledge stack; the API asks them for knowledge queries, as in production)."""
     async with (
         open_knowledge(settings) as knowledge,
         running_workers(temporal_client, settings, knowledge),
-        running_api(settings, knowledge) as running,
+        running_api(settings) as running,
     ):
         yield running
 

@@ -1,4 +1,5 @@
-"""The chat worker: ChatSessionWorkflow and its activities on the chat task queue.
+"""The chat worker: ChatSessionWorkflow, KnowledgeQueryWorkflow and their activities on the
+chat task queue.
 
 This is the only place the chat activities' clients are wired together.
 """
@@ -14,6 +15,7 @@ from temporalio.worker import Worker
 
 from activities.budget import BudgetActivities, BudgetConfig
 from activities.chat import ChatActivities, PromptConfig
+from activities.knowledge_query import KnowledgeQueryActivities
 from activities.tools import ToolActivities
 from infra.agents import AgentRegistry
 from infra.audit.log import AuditLog
@@ -30,6 +32,7 @@ from infra.redis_client import create_redis
 from infra.settings import Settings
 from infra.turn_events import TurnEventStream
 from workflows.chat_session import ChatSessionWorkflow
+from workflows.knowledge_query import KnowledgeQueryWorkflow
 from workflows.tool_discovery import ToolDiscoveryWorkflow
 
 
@@ -38,6 +41,7 @@ class ChatWorkerActivities:
     chat: ChatActivities
     tools: ToolActivities
     budget: BudgetActivities
+    query: KnowledgeQueryActivities
 
 
 @asynccontextmanager
@@ -61,6 +65,7 @@ async def chat_activities(
         stdio_run_as_user=settings.mcp_stdio_run_as_user,
     )
     events = TurnEventStream(redis, ttl_s=settings.stream_ttl_s)
+    knowledge_repo = KnowledgeRepository(pool)
     tools_repo = ToolsRepository(pool)
     audit = AuditLog(pool, hmac_key=settings.resolved_audit_hmac_key)
     chat = ChatActivities(
@@ -75,7 +80,7 @@ async def chat_activities(
             max_output_tokens=settings.llm_max_output_tokens,
         ),
         knowledge=knowledge,
-        knowledge_repo=KnowledgeRepository(pool),
+        knowledge_repo=knowledge_repo,
         tools_repo=tools_repo,
         agents=agents,
         audit=audit,
@@ -106,6 +111,7 @@ async def chat_activities(
                     default_model=settings.llm_model_name,
                 ),
             ),
+            query=KnowledgeQueryActivities(knowledge=knowledge, repo=knowledge_repo),
         )
     finally:
         await mcp.aclose()
@@ -115,11 +121,11 @@ async def chat_activities(
 
 
 def build_chat_worker(client: Client, settings: Settings, activities: ChatWorkerActivities) -> Worker:
-    chat, tools, budget = activities.chat, activities.tools, activities.budget
+    chat, tools, budget, query = activities.chat, activities.tools, activities.budget, activities.query
     return Worker(
         client,
         task_queue=settings.chat_task_queue,
-        workflows=[ChatSessionWorkflow, ToolDiscoveryWorkflow],
+        workflows=[ChatSessionWorkflow, ToolDiscoveryWorkflow, KnowledgeQueryWorkflow],
         activities=[
             chat.begin_turn,
             chat.retrieve,
@@ -136,6 +142,7 @@ def build_chat_worker(client: Client, settings: Settings, activities: ChatWorker
             tools.discover_tools,
             budget.reserve_budget,
             budget.settle_budget,
+            query.search_knowledge,
         ],
         max_concurrent_activities=200,
     )

@@ -39,9 +39,13 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         asyncio.run(run_dev(settings))
     elif args.command == "api":
-        from workers.api_server import run_api
+        from workers.api_server import PortInUse, run_api
 
-        asyncio.run(run_api(settings))
+        try:
+            asyncio.run(run_api(settings))
+        except PortInUse as err:
+            sys.stderr.write(f"keel api: {err}\n")
+            raise SystemExit(1) from err
     elif args.command == "worker":
         from workers.worker_main import run_worker
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
 from typing import Annotated, NamedTuple
 
 from fastapi import APIRouter, File, Response, UploadFile
+from temporalio.client import WorkflowFailureError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -39,18 +41,26 @@ from api.text_guard import refuse_bad_text
 from core.errors import ErrorCode
 from core.models.audit import AuditEntry, AuditEvent
 from core.models.ingest import BatchIngestInput, DeleteDocumentInput, DocumentAclInput, IngestDocumentInput
+from core.models.knowledge_query import KnowledgeQueryInput
 from core.models.principal import Principal, group_principal, user_principal
-from core.names import acl_workflow_id, batch_workflow_id, delete_workflow_id, ingest_workflow_id
+from core.names import (
+    KIND_KNOWLEDGE_QUERY,
+    acl_workflow_id,
+    batch_workflow_id,
+    delete_workflow_id,
+    ingest_workflow_id,
+    knowledge_query_workflow_id,
+)
 from core.policy.acl import acl_filter
 from core.policy.documents import can_manage
 from infra.blobstore import StoredBlob
 from infra.db.knowledge_repo import DocumentRecord, KnowledgeBaseRecord, UploadResult, personal_kb_id
-from infra.knowledge import search_readable
 from workflows import search_attributes
 from workflows.batch_ingest import BatchIngestWorkflow
 from workflows.delete_document import DeleteDocumentWorkflow
 from workflows.document_acl import DocumentAclWorkflow
 from workflows.ingest_document import IngestDocumentWorkflow
+from workflows.knowledge_query import KnowledgeQueryWorkflow
 
 router = APIRouter(prefix="/api/v1", tags=["knowledge"])
 
@@ -392,16 +402,24 @@ async def query_knowledge_base(
 ) -> QueryResponse:
     """Ranked chunks of this knowledge base that I may read."""
     await _readable_kb(resources, principal, kb_id)
-    vector = await resources.knowledge.embedder.embed_query(body.query)
-    chunks = await search_readable(
-        resources.knowledge.index,
-        resources.knowledge_repo,
-        vector,
-        acl=acl_filter(principal, knowledge_base_ids=[kb_id]),
-        top_k=body.top_k,
-        query_text=body.query,
+    # The embedding model and the vector index live in the worker: search there.
+    query = KnowledgeQueryInput(
+        acl=acl_filter(principal, knowledge_base_ids=[kb_id]), query=body.query, top_k=body.top_k
     )
-    return QueryResponse(results=[QueryResult.model_validate(c.model_dump()) for c in chunks])
+    try:
+        found = await resources.temporal.execute_workflow(
+            KnowledgeQueryWorkflow.run,
+            query,
+            id=knowledge_query_workflow_id(uuid.uuid4().hex),
+            task_queue=resources.settings.chat_task_queue,
+            execution_timeout=timedelta(seconds=resources.settings.request_timeout_s),
+            search_attributes=search_attributes.for_kind(
+                user_id=principal.user_id, kind=KIND_KNOWLEDGE_QUERY
+            ),
+        )
+    except WorkflowFailureError as err:
+        raise ApiError(ErrorCode.RETRIEVAL_UNAVAILABLE, "knowledge search is unavailable; try again") from err
+    return QueryResponse(results=[QueryResult.model_validate(c.model_dump()) for c in found.chunks])
 
 
 # ------------------------------------------------------------------ batches

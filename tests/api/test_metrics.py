@@ -3,14 +3,12 @@ port (not the API's) when KEEL_METRICS_PORT is set."""
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 from pydantic import SecretStr
 
 from infra.settings import Settings
 from tests.conftest import RunningApi, free_port, running_api
-from workers.api_server import api_servers
+from workers.api_server import serving_api
 
 TOKEN = "scrape-token-3f9c1e2b7a"
 
@@ -49,27 +47,14 @@ async def test_the_metrics_token_is_required_when_set(settings: Settings) -> Non
 async def test_keel_api_serves_metrics_on_their_own_port_only(settings: Settings) -> None:
     metrics_port = free_port()
     configured = settings.model_copy(update={"metrics_port": metrics_port, "metrics_token": SecretStr(TOKEN)})
-    servers = api_servers(configured)
-    assert len(servers) == 2
-    tasks = [asyncio.create_task(server.serve()) for server in servers]
-    try:
-        for _ in range(300):
-            if all(server.started for server in servers):
-                break
-            assert not any(task.done() for task in tasks), [t.result() for t in tasks if t.done()]
-            await asyncio.sleep(0.02)
-        async with httpx.AsyncClient(timeout=30) as http:
-            api_port = f"http://127.0.0.1:{configured.api_port}"
-            on_api = await http.get(f"{api_port}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
-            assert on_api.status_code == 404 and on_api.json()["error"]["code"] == "route_not_found"
-            assert (await http.get(f"{api_port}/health/live")).status_code == 200
-            own = f"http://127.0.0.1:{metrics_port}"
-            _assert_refused(await http.get(f"{own}/metrics"), "unauthenticated")
-            scraped = await http.get(f"{own}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
-            assert scraped.status_code == 200 and "# HELP" in scraped.text
-            other = await http.get(f"{own}/api/v1/sessions")
-            assert other.status_code == 404 and other.json()["error"]["code"] == "route_not_found"
-    finally:
-        for server in servers:
-            server.should_exit = True
-        await asyncio.gather(*tasks)
+    async with serving_api(configured), httpx.AsyncClient(timeout=30) as http:
+        api_port = f"http://127.0.0.1:{configured.api_port}"
+        on_api = await http.get(f"{api_port}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert on_api.status_code == 404 and on_api.json()["error"]["code"] == "route_not_found"
+        assert (await http.get(f"{api_port}/health/live")).status_code == 200
+        own = f"http://127.0.0.1:{metrics_port}"
+        _assert_refused(await http.get(f"{own}/metrics"), "unauthenticated")
+        scraped = await http.get(f"{own}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert scraped.status_code == 200 and "# HELP" in scraped.text
+        other = await http.get(f"{own}/api/v1/sessions")
+        assert other.status_code == 404 and other.json()["error"]["code"] == "route_not_found"

@@ -39,19 +39,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
-import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.types import ASGIApp
+
+from tests.fakes.threaded_server import ThreadedServer
 
 __all__ = ["IDEMPOTENCY_META_KEY", "CounterMcpServer", "RecordedCall", "main"]
 
@@ -76,8 +75,11 @@ def _idempotency_key(ctx: Context) -> str | None:
     return key if isinstance(key, str) else None
 
 
-class CounterMcpServer:
+class CounterMcpServer(ThreadedServer):
     """The fake, served from a daemon thread on ``host`` (``port=0``: a free port)."""
+
+    server_name = "fake MCP server"
+    stop_grace_s = 3.0
 
     def __init__(
         self,
@@ -89,11 +91,8 @@ class CounterMcpServer:
     ) -> None:
         """``extra_hosts``: more ``Host`` header values the SDK's DNS-rebinding protection
         accepts (``name:*``), for tests that reach the server under another name."""
-        self._host = host
+        super().__init__(host=host, port=port, log_level=log_level)
         self._extra_hosts = list(extra_hosts)
-        self._requested_port = port
-        self._port: int | None = None
-        self._log_level = log_level
 
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
@@ -107,8 +106,6 @@ class CounterMcpServer:
         self._gate_before_effect = False
         self._held = 0
 
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
         self.mcp: MCPServer = self._build()
 
     # -- the MCP server ---------------------------------------------------- #
@@ -191,64 +188,15 @@ class CounterMcpServer:
             with self._lock:
                 self._held -= 1
 
-    # -- lifecycle ---------------------------------------------------------- #
+    # -- lifecycle (start, stop, serve_forever, port: ThreadedServer) -------- #
 
-    def start(self, timeout: float = 10.0) -> CounterMcpServer:
-        """Serve from a daemon thread; returns once the server is up."""
-        if self._thread is not None:
-            raise RuntimeError("CounterMcpServer is already started")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self._host, self._requested_port))
-        self._port = int(sock.getsockname()[1])
-        server = uvicorn.Server(self._config())
-        thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [sock]}, name=f"fake-mcp-{self._port}", daemon=True
-        )
-        self._server, self._thread = server, thread
-        thread.start()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and thread.is_alive():
-            if server.started:
-                return self
-            time.sleep(0.01)
-        self.stop()
-        raise RuntimeError(f"fake MCP server did not come up on {self._host}:{self._port}")
+    def _before_stop(self) -> None:
+        """Held calls are released; calls still running after ``stop_grace_s`` are cut off.
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the server: held calls are released; calls still running after ~1 s are cut off.
-
-        Call it from a thread other than the one running the client's event loop
+        Call ``stop()`` from a thread other than the one running the client's event loop
         (``await asyncio.to_thread(server.stop)``) when that loop has open connections.
         """
         self.release()
-        server, thread = self._server, self._thread
-        if server is not None:
-            server.should_exit = True
-        if thread is not None:
-            thread.join(min(timeout, 3.0))
-            if thread.is_alive() and server is not None:
-                server.force_exit = True
-                thread.join(timeout)
-        self._server = self._thread = None
-
-    def serve_forever(self) -> None:
-        """Serve in the calling thread until interrupted (used by ``__main__``)."""
-        self._port = self._requested_port
-        uvicorn.Server(self._config()).run()
-
-    def __enter__(self) -> CounterMcpServer:
-        if self._thread is None:
-            self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _transport_security(self) -> TransportSecuritySettings | None:
         if not self._extra_hosts:
@@ -259,24 +207,13 @@ class CounterMcpServer:
             allowed_origins=["http://127.0.0.1:*", "http://localhost:*"],
         )
 
-    def _config(self) -> uvicorn.Config:
-        return uvicorn.Config(
-            self.mcp.streamable_http_app(host=self._host, transport_security=self._transport_security()),
-            host=self._host,
-            port=self._requested_port,
-            log_level=self._log_level,
-            access_log=False,
-            lifespan="on",
-            timeout_graceful_shutdown=1,
-        )
+    def _asgi_app(self) -> ASGIApp:
+        return self.mcp.streamable_http_app(host=self._host, transport_security=self._transport_security())
 
-    # -- addresses ---------------------------------------------------------- #
+    def _uvicorn_options(self) -> dict[str, Any]:
+        return {"lifespan": "on"}
 
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("CounterMcpServer is not started")
-        return self._port
+    # -- address ---------------------------------------------------------- #
 
     @property
     def url(self) -> str:

@@ -37,7 +37,6 @@ import html
 import http.client
 import ipaddress
 import secrets
-import socket
 import ssl
 import tempfile
 import threading
@@ -45,18 +44,19 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlencode
 
 import jwt
-import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.types import ASGIApp
+
+from tests.fakes.threaded_server import ThreadedServer
 
 TOKEN_TTL_S = 3600
 
@@ -177,12 +177,13 @@ def _tls_files(directory: Path) -> tuple[Path, Path, Path]:
     return ca_path, cert_path, key_path
 
 
-class FakeOidcIssuer:
+class FakeOidcIssuer(ThreadedServer):
     """An EntraID-shaped OIDC issuer on ``https://127.0.0.1:<free port>`` (daemon thread)."""
 
+    server_name = "fake OIDC issuer"
+
     def __init__(self, *, host: str = "127.0.0.1", log_level: str = "warning") -> None:
-        self._host = host
-        self._log_level = log_level
+        super().__init__(host=host, log_level=log_level)
         self.tenant_id = str(uuid.uuid4())
         self.client_id = str(uuid.uuid4())
         self.client_secret = secrets.token_urlsafe(24)
@@ -205,60 +206,20 @@ class FakeOidcIssuer:
         self.token_errors: list[str] = []
         self._tmp = tempfile.TemporaryDirectory(prefix="keel-oidc-")
         self.ca_path, self._cert_path, self._key_path = _tls_files(Path(self._tmp.name))
-        self._port: int | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
         self.app = _build_app(self)
 
-    # -- lifecycle --------------------------------------------------------------
-    def start(self, timeout: float = 10.0) -> FakeOidcIssuer:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self._host, 0))
-        self._port = int(sock.getsockname()[1])
-        config = uvicorn.Config(
-            self.app,
-            host=self._host,
-            port=self._port,
-            log_level=self._log_level,
-            access_log=False,
-            lifespan="off",
-            ssl_certfile=str(self._cert_path),
-            ssl_keyfile=str(self._key_path),
-            timeout_graceful_shutdown=1,
-        )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [sock]}, name=f"fake-oidc-{self._port}", daemon=True
-        )
-        self._server, self._thread = server, thread
-        thread.start()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and thread.is_alive():
-            if server.started and self._probe():
-                return self
-            time.sleep(0.01)
-        self.stop()
-        raise RuntimeError("fake OIDC issuer did not come up")
+    # -- lifecycle (start, stop, port: ThreadedServer) ---------------------------
+    def _asgi_app(self) -> ASGIApp:
+        return self.app
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-            self._server.force_exit = True
-        if self._thread is not None:
-            self._thread.join(10)
-        self._server = self._thread = None
+    def _uvicorn_options(self) -> dict[str, Any]:
+        return {"lifespan": "off", "ssl_certfile": str(self._cert_path), "ssl_keyfile": str(self._key_path)}
+
+    def stop(self, timeout: float = 10.0) -> None:
+        super().stop(timeout)
         self._tmp.cleanup()
 
-    def __enter__(self) -> FakeOidcIssuer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def _probe(self) -> bool:
+    def _ready(self) -> bool:
         context = ssl.create_default_context(cafile=str(self.ca_path))
         conn = http.client.HTTPSConnection(self._host, self.port, timeout=1.0, context=context)
         try:
@@ -278,12 +239,6 @@ class FakeOidcIssuer:
             self.authorize_requests.clear()
 
     # -- addresses --------------------------------------------------------------
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("not started")
-        return self._port
-
     @property
     def root_url(self) -> str:
         return f"https://{self._host}:{self.port}"

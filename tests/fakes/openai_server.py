@@ -50,7 +50,6 @@ import asyncio
 import http.client
 import json
 import re
-import socket
 import sys
 import threading
 import time
@@ -58,13 +57,13 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, TypeAlias
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tests.fakes.threaded_server import ThreadedServer
 
 __all__ = [
     "DEFAULT_MODELS",
@@ -511,7 +510,7 @@ class _AbortingStreamingResponse(StreamingResponse):
 # --------------------------------------------------------------------------- #
 
 
-class FakeOpenAI:
+class FakeOpenAI(ThreadedServer):
     """A scriptable, thread-safe fake OpenAI server.
 
     ``start()`` serves on ``host`` (``port=0``: a free port) from a daemon
@@ -519,6 +518,8 @@ class FakeOpenAI:
     ``max_recorded`` bounds how many request bodies are kept (``None``: all);
     ``request_count`` always counts every request.
     """
+
+    server_name = "fake OpenAI server"
 
     def __init__(
         self,
@@ -530,12 +531,9 @@ class FakeOpenAI:
         max_recorded: int | None = None,
         log_level: str = "warning",
     ) -> None:
-        self._host = host
-        self._requested_port = port
-        self._port: int | None = None
+        super().__init__(host=host, port=port, log_level=log_level)
         self._models = tuple(models)
         self._max_recorded = max_recorded
-        self._log_level = log_level
 
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
@@ -548,76 +546,14 @@ class FakeOpenAI:
         self._gate: threading.Event | None = None
         self._held = 0
 
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
         self.app: FastAPI = build_app(self)
 
-    # -- lifecycle ---------------------------------------------------------- #
+    # -- lifecycle (start, stop, serve_forever, port: ThreadedServer) -------- #
 
-    def start(self, timeout: float = 10.0) -> FakeOpenAI:
-        """Serve from a daemon thread; returns once the server answers HTTP."""
-        if self._thread is not None:
-            raise RuntimeError("FakeOpenAI is already started")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self._host, self._requested_port))
-        self._port = int(sock.getsockname()[1])
-        server = uvicorn.Server(self._config())
-        thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [sock]}, name=f"fake-openai-{self._port}", daemon=True
-        )
-        self._server, self._thread = server, thread
-        thread.start()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not thread.is_alive():
-                break
-            if server.started and self._probe():
-                return self
-            time.sleep(0.01)
-        self.stop()
-        raise RuntimeError(f"fake OpenAI server did not come up on {self._host}:{self._port}")
+    def _asgi_app(self) -> ASGIApp:
+        return self.app
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the server (in-flight held or hanging requests are cut off)."""
-        server, thread = self._server, self._thread
-        if server is not None:
-            server.should_exit = True
-            server.force_exit = True
-        if thread is not None:
-            thread.join(timeout)
-        self._server = self._thread = None
-
-    def serve_forever(self) -> None:
-        """Serve in the calling thread until interrupted (used by ``__main__``)."""
-        self._port = self._requested_port
-        uvicorn.Server(self._config()).run()
-
-    def __enter__(self) -> FakeOpenAI:
-        if self._thread is None:
-            self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def _config(self) -> uvicorn.Config:
-        return uvicorn.Config(
-            self.app,
-            host=self._host,
-            port=self._requested_port,
-            log_level=self._log_level,
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=1,
-        )
-
-    def _probe(self) -> bool:
+    def _ready(self) -> bool:
         conn = http.client.HTTPConnection(self._host, self.port, timeout=1.0)
         try:
             conn.request("GET", "/v1/models", headers={"Authorization": "Bearer probe"})
@@ -628,12 +564,6 @@ class FakeOpenAI:
             conn.close()
 
     # -- addresses ---------------------------------------------------------- #
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("FakeOpenAI is not started")
-        return self._port
 
     @property
     def root_url(self) -> str:

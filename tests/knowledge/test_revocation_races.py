@@ -326,7 +326,7 @@ async def racing_platform(
     )
     chunk_counts: dict[str, int] = {}
     try:
-        async with running_workers(temporal_client, racy, knowledge), running_api(racy, knowledge) as api:
+        async with running_workers(temporal_client, racy, knowledge), running_api(racy) as api:
             script = Script(api, world, embedder, knowledge, llm)
             await script.start()
             yield script

@@ -6,7 +6,8 @@ were recorded before knowledge search and tools existed (they replay through the
 (``v2_chat_retrieval_tool_approval`` re-recorded for issue 9, ``v2_batch_ingest`` for
 issue 10: children carry the batch's search attributes); ``v4_*`` record a
 tool call proposed after reading a shared document (issue 9: approval with the
-documents, arguments by reference).
+documents, arguments by reference); ``v5_knowledge_query`` records a direct knowledge
+query searched in the worker (issue 10).
 
 A change that breaks determinism for running sessions fails here; such changes
 go behind ``workflow.patched()``. To record fresh histories after a deliberate,
@@ -26,13 +27,17 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from core.models.knowledge_query import KnowledgeQueryInput
+from core.models.principal import Principal
 from core.names import (
     batch_workflow_id,
     chat_workflow_id,
     delete_workflow_id,
     ingest_workflow_id,
+    knowledge_query_workflow_id,
     tool_discovery_workflow_id,
 )
+from core.policy.acl import acl_filter
 from infra.settings import Settings
 from tests.conftest import RunningApi, running_platform
 from tests.fakes.mcp_counter_server import CounterMcpServer
@@ -51,6 +56,7 @@ from workflows.chat_session import ChatSessionWorkflow
 from workflows.delete_document import DeleteDocumentWorkflow
 from workflows.document_acl import DocumentAclWorkflow
 from workflows.ingest_document import IngestDocumentWorkflow
+from workflows.knowledge_query import KnowledgeQueryWorkflow
 from workflows.tool_discovery import ToolDiscoveryWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -61,6 +67,7 @@ ALL_WORKFLOWS = [
     DeleteDocumentWorkflow,
     DocumentAclWorkflow,
     ToolDiscoveryWorkflow,
+    KnowledgeQueryWorkflow,
 ]
 
 
@@ -232,3 +239,28 @@ async def test_record_v4_histories(settings: Settings, temporal_client: Client, 
             payload = {"workflow_id": history.workflow_id, "history": json.loads(history.to_json())}
             (HISTORIES / "v4_injected_call_approval.json").write_text(json.dumps(payload, indent=1) + "\n")
             await api.http.delete(f"/api/v1/admin/tools/{added.json()['id']}", headers=admin)
+
+
+@pytest.mark.skipif(not os.environ.get("KEEL_RECORD_HISTORIES"), reason="records histories on demand")
+async def test_record_v5_knowledge_query(
+    platform: RunningApi, settings: Settings, temporal_client: Client
+) -> None:
+    """Issue 10: the query route's search runs in the worker, one workflow per request."""
+    user = await platform.auth("replay-v5")
+    kbs = (await platform.http.get("/api/v1/knowledge-bases", headers=user)).json()["knowledge_bases"]
+    kb = next(k["id"] for k in kbs if k["personal"])
+    doc_id = await upload(platform, user, kb, "handbook.txt", HANDBOOK.encode())
+    assert (await wait_settled(platform, user, kb, doc_id))["status"] == "ready"
+    workflow_id = knowledge_query_workflow_id("replay-v5")
+    found = await temporal_client.execute_workflow(
+        KnowledgeQueryWorkflow.run,
+        KnowledgeQueryInput(
+            acl=acl_filter(Principal(user_id="replay-v5"), knowledge_base_ids=[kb]), query="password", top_k=3
+        ),
+        id=workflow_id,
+        task_queue=settings.chat_task_queue,
+    )
+    assert found.chunks and found.chunks[0].doc_id == doc_id
+    history = await temporal_client.get_workflow_handle(workflow_id).fetch_history()
+    payload = {"workflow_id": history.workflow_id, "history": json.loads(history.to_json())}
+    (HISTORIES / "v5_knowledge_query.json").write_text(json.dumps(payload, indent=1) + "\n")

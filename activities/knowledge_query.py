@@ -1,0 +1,30 @@
+"""The direct knowledge-base query, run in the worker: embed the text, search what the
+caller may read (the ACL filter arrives from the API), return the ranked chunks.
+
+The embedding model and the embedded vector index belong to the worker process, so
+the API process never loads torch or qdrant-edge (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from core.models.knowledge_query import KnowledgeQueryInput, KnowledgeQueryResult
+from infra.db.knowledge_repo import KnowledgeRepository
+from infra.knowledge import KnowledgeServices, search_readable
+
+
+class KnowledgeQueryActivities:
+    def __init__(self, *, knowledge: KnowledgeServices, repo: KnowledgeRepository) -> None:
+        self._knowledge = knowledge
+        self._repo = repo
+
+    @activity.defn
+    async def search_knowledge(self, inp: KnowledgeQueryInput) -> KnowledgeQueryResult:
+        """The chunks matching ``inp.query`` that ``inp.acl`` may read, best first."""
+        vector = await self._knowledge.embedder.embed_query(inp.query)
+        await self._knowledge.index.ensure_collection(len(vector))
+        chunks = await search_readable(
+            self._knowledge.index, self._repo, vector, acl=inp.acl, top_k=inp.top_k, query_text=inp.query
+        )
+        return KnowledgeQueryResult(chunks=chunks)
