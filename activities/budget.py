@@ -4,7 +4,7 @@ model call: ``reserve_budget`` before it, ``settle_budget`` after it (docs/budge
 The reservation renders the very request the LLM activity will send, with the
 one :class:`activities.prompt.PromptBuilder` both share (which keeps it for that
 call: the prompt is rendered once per model step), and bounds its prompt tokens
-(:mod:`activities.token_bound`).
+(:mod:`activities.token_estimate`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from infra.db.usage_repo import UsageRepository
 from infra.usage_metrics import BUDGET_REFUSALS, LLM_COST, LLM_TOKENS
 
 from .prompt import PromptBuilder
-from .token_bound import prompt_token_bound
+from .token_estimate import prompt_token_estimate
 
 log = structlog.get_logger(__name__)
 
@@ -60,7 +60,7 @@ class BudgetActivities:
             return BudgetGrant(reservation_id=inp.reservation_id, allowed=True)
         # Kept for the model call this reservation is for (it then renders nothing itself).
         prepared = await self._prompts.prepare(inp.call, keep_as=inp.reservation_id)
-        bound = prompt_token_bound(prepared.messages, prepared.tool_schemas)
+        bound = prompt_token_estimate(prepared.messages, prepared.tool_schemas)
         config = self._config
         outcome = await self._repo.reserve(
             reservation_id=inp.reservation_id,

@@ -53,7 +53,7 @@ from .errors import from_keel_error, from_llm_failure
 from .heartbeat import heartbeating
 from .prompt import PreparedCall, PromptBuilder
 from .prompt import PromptConfig as PromptConfig  # the worker builds it with the activities
-from .token_bound import prompt_token_bound
+from .token_estimate import prompt_token_estimate
 
 log = structlog.get_logger(__name__)
 
@@ -331,7 +331,7 @@ def _granted_output(inp: LlmCallInput, prepared: PreparedCall) -> int:
     max_tokens = min(inp.max_tokens or prepared.max_output_tokens, prepared.max_output_tokens)
     if inp.token_allowance is None:
         return max_tokens
-    room = inp.token_allowance - prompt_token_bound(prepared.messages, prepared.tool_schemas)
+    room = inp.token_allowance - prompt_token_estimate(prepared.messages, prepared.tool_schemas)
     if room < 1:
         raise ApplicationError(
             "the prompt grew beyond the tokens reserved for it",
