@@ -1,43 +1,33 @@
 """Token budget activities, run by the chat workflow as local activities around each
 model call: ``reserve_budget`` before it, ``settle_budget`` after it (docs/budgets.md).
 
-The reservation renders the very request the LLM activity will send (the shared
-:meth:`activities.chat.ChatActivities.prepare_call`) and bounds its prompt tokens by
-bytes (:mod:`activities.token_bound`), so a granted call cannot use more than it holds.
+The reservation renders the very request the LLM activity will send, with the
+one :class:`activities.prompt.PromptBuilder` both share (which keeps it for that
+call: the prompt is rendered once per model step), and bounds its prompt tokens
+(:mod:`activities.token_estimate`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import structlog
 from temporalio import activity
 
 from core.models.budget import BudgetRefusal, BudgetWarning
-from core.models.chat import LlmCallInput
 from core.models.reservations import BudgetGrant, ReserveBudgetInput, SettleBudgetInput, SettleBudgetResult
 from core.policy import budget
 from core.policy.budget import BudgetLimits, Standing
 from infra.db.usage_repo import UsageRepository
 from infra.usage_metrics import BUDGET_REFUSALS, LLM_COST, LLM_TOKENS
 
-from .chat import PreparedCall
-from .token_bound import prompt_token_bound
+from .prompt import PromptBuilder
+from .token_estimate import prompt_token_estimate
 
 log = structlog.get_logger(__name__)
 
 #: The model name recorded when the server did not say which model answered.
 UNKNOWN_MODEL = "unknown"
-
-
-class CallPreparer(Protocol):
-    """Renders a model call's request (``ChatActivities`` is the one implementation)."""
-
-    @property
-    def model_configured(self) -> bool: ...
-
-    async def prepare_call(self, inp: LlmCallInput) -> PreparedCall: ...
 
 
 @dataclass(frozen=True)
@@ -58,18 +48,19 @@ class BudgetConfig:
 
 
 class BudgetActivities:
-    def __init__(self, *, repo: UsageRepository, calls: CallPreparer, config: BudgetConfig) -> None:
+    def __init__(self, *, repo: UsageRepository, prompts: PromptBuilder, config: BudgetConfig) -> None:
         self._repo = repo
-        self._calls = calls
+        self._prompts = prompts
         self._config = config
 
     @activity.defn
     async def reserve_budget(self, inp: ReserveBudgetInput) -> BudgetGrant:
-        if not self._calls.model_configured:
+        if not self._prompts.model_configured:
             # No model: the answer is retrieval-only or a notice, and costs no tokens.
             return BudgetGrant(reservation_id=inp.reservation_id, allowed=True)
-        prepared = await self._calls.prepare_call(inp.call)
-        bound = prompt_token_bound(prepared.messages, prepared.tool_schemas)
+        # Kept for the model call this reservation is for (it then renders nothing itself).
+        prepared = await self._prompts.prepare(inp.call, keep_as=inp.reservation_id)
+        bound = prompt_token_estimate(prepared.messages, prepared.tool_schemas)
         config = self._config
         outcome = await self._repo.reserve(
             reservation_id=inp.reservation_id,
@@ -84,6 +75,7 @@ class BudgetActivities:
         warning = _warning(standing, ratio=config.warning_ratio)
         decision = outcome.reservation
         if decision.output_tokens is None:
+            self._prompts.forget(inp.reservation_id)  # no model call follows a refusal
             refusal = _refusal(standing, decision.refused_by or "daily")
             BUDGET_REFUSALS.labels(period=refusal.period).inc()
             log.info(

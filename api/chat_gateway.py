@@ -3,7 +3,9 @@
 A message is an update-with-start: the workflow ``chat-{session_id}`` is started
 if it is not running (first message, or after its idle timeout) and the
 ``send_message`` Update is delivered in the same call. The update id is the
-turn id, so a retried call never runs a turn twice.
+turn id, so a retried call never runs a turn twice. An approval decision is the
+``decide_approval`` Update (it answers the decided approval); cancelling a turn
+is the ``cancel_turn`` Signal.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from api.errors import ApiError, public_error
 from core.errors import ErrorCode
 from core.models.agents import AgentDefinition
 from core.models.chat import (
+    CancelTurn,
     ChatSessionInput,
     DeleteSessionRequest,
     SessionLimits,
@@ -34,6 +37,7 @@ from core.models.chat import (
     TurnResult,
 )
 from core.models.principal import Principal
+from core.models.tools import ApprovalDecision, ApprovalView
 from core.names import chat_workflow_id
 from infra.settings import Settings
 from workflows import search_attributes
@@ -159,3 +163,29 @@ async def delete_session(
         )
     except WorkflowUpdateFailedError as err:
         raise _update_failure(err) from err
+
+
+async def decide_approval(client: Client, *, session_id: str, decision: ApprovalDecision) -> ApprovalView:
+    """Deliver an authorised decision; returns the approval stored ``approved`` or ``denied``.
+    Unknown or already decided approvals are refused by the Update's validator (409/404)."""
+    handle = client.get_workflow_handle_for(ChatSessionWorkflow.run, chat_workflow_id(session_id))
+    try:
+        return await handle.execute_update(ChatSessionWorkflow.decide_approval, decision)
+    except WorkflowUpdateFailedError as err:
+        raise _update_failure(err) from err
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:  # the session ended: nothing waits for a decision
+            raise ApiError(ErrorCode.STALE_REQUEST, "this approval can no longer be decided") from err
+        raise ApiError(ErrorCode.UPSTREAM_UNAVAILABLE, "the workflow service is unavailable") from err
+
+
+async def cancel_turn(client: Client, *, session_id: str, turn_id: str) -> bool:
+    """Ask the session to stop a turn; False when the session's workflow is no longer running."""
+    handle = client.get_workflow_handle_for(ChatSessionWorkflow.run, chat_workflow_id(session_id))
+    try:
+        await handle.signal(ChatSessionWorkflow.cancel_turn, CancelTurn(turn_id=turn_id))
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise ApiError(ErrorCode.UPSTREAM_UNAVAILABLE, "the workflow service is unavailable") from err
+    return True

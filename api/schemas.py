@@ -95,10 +95,26 @@ class TranscriptMessage(BaseModel):
     created_at: datetime
 
 
+class TurnSummary(BaseModel):
+    id: str
+    status: Literal["running", "completed", "awaiting_approval", "failed", "cancelled"]
+    error_code: str | None = None
+    created_at: datetime
+    completed_at: datetime | None = None
+
+
 class SessionDetail(SessionSummary):
     prompt_tokens: int
     completion_tokens: int
     messages: list[TranscriptMessage]
+    #: Every turn of the session, oldest first, with how it ended (``running`` while it runs).
+    turns: list[TurnSummary] = Field(default_factory=list)
+
+
+class CancelAccepted(BaseModel):
+    session_id: str
+    turn_id: str
+    status: Literal["cancelling"] = "cancelling"
 
 
 class HealthStatus(BaseModel):

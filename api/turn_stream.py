@@ -41,7 +41,7 @@ def _public(event: str, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _final_events(result: TurnResult, *, warned: bool) -> list[ServerSentEvent]:
-    if result.status == "failed" and result.error is not None:
+    if result.status in ("failed", "cancelled") and result.error is not None:
         code, message = public_error(result.error.code, result.error.message)
         data = {"turn_id": result.turn_id, "code": code, "message": message}
         return [ServerSentEvent(data=json.dumps(data), event="error")]

@@ -100,7 +100,7 @@ async def chat_activities(
             ),
             budget=BudgetActivities(
                 repo=UsageRepository(pool),
-                calls=chat,
+                prompts=chat.prompts,
                 config=BudgetConfig(
                     daily_tokens=settings.budget_daily_tokens,
                     monthly_tokens=settings.budget_monthly_tokens,

@@ -1,5 +1,6 @@
-"""GET/DELETE sessions and turn-event resumption. Reads come from Postgres;
-a session that is not the caller's answers 404, exactly like one that does not exist."""
+"""GET/DELETE sessions, a turn's events (resumption) and cancelling a turn. Reads come
+from Postgres; a session or turn that is not the caller's answers 404, exactly like
+one that does not exist."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ from api import chat_gateway
 from api.deps import AgentUser, ResourcesDep
 from api.errors import ApiError
 from api.routes.chat import SESSION_ID
-from api.schemas import SessionDetail, SessionList, SessionSummary, TranscriptMessage
+from api.schemas import (
+    CancelAccepted,
+    SessionDetail,
+    SessionList,
+    SessionSummary,
+    TranscriptMessage,
+    TurnSummary,
+)
 from api.state import ApiResources
 from api.turn_stream import LAST_EVENT_ID, relay_turn
 from core.errors import ErrorCode
@@ -54,9 +62,11 @@ async def list_sessions(
 async def get_session(session_id: str, principal: AgentUser, resources: ResourcesDep) -> SessionDetail:
     record = await _owned_session(resources, principal, session_id)
     messages = await resources.chats.messages(session_id, user_id=principal.user_id)
+    turns = await resources.chats.turns(session_id, user_id=principal.user_id)
     return SessionDetail(
         **record.model_dump(),
         messages=[TranscriptMessage.model_validate(m.model_dump()) for m in messages],
+        turns=[TurnSummary.model_validate(t.model_dump()) for t in turns],
     )
 
 
@@ -121,3 +131,25 @@ async def turn_events(
         ),
         ping=15,
     )
+
+
+@router.post(
+    "/{session_id}/turns/{turn_id}/cancel",
+    operation_id="cancel_turn",
+    status_code=202,
+    response_model=CancelAccepted,
+)
+async def cancel_turn(
+    session_id: str, turn_id: str, principal: AgentUser, resources: ResourcesDep
+) -> CancelAccepted:
+    """Stop a running turn: its model call is cancelled, its stream ends with an ``error``
+    event of code ``cancelled`` and the turn is stored ``cancelled``. A finished turn is 409."""
+    await _owned_session(resources, principal, session_id)
+    turn = await resources.chats.get_turn(turn_id, session_id=session_id, user_id=principal.user_id)
+    if turn is None:
+        raise ApiError(ErrorCode.TURN_NOT_FOUND, "turn not found")
+    if turn.status not in ("running", "awaiting_approval") or not await chat_gateway.cancel_turn(
+        resources.temporal, session_id=session_id, turn_id=turn_id
+    ):
+        raise ApiError(ErrorCode.STALE_REQUEST, f"this turn is already {turn.status}")
+    return CancelAccepted(session_id=session_id, turn_id=turn_id)

@@ -1,5 +1,6 @@
 """Tools and approvals: the allowlist (OrgAdmin), the tools I may use, and the
-approvals I may decide. A decision is a Signal to the session's workflow."""
+approvals I may decide. A decision is the ``decide_approval`` Update of the session's
+workflow (api.chat_gateway), answered with the decided approval."""
 
 from __future__ import annotations
 
@@ -11,19 +12,19 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from temporalio.client import WorkflowFailureError
 
+from api import chat_gateway
 from api.deps import AgentUser, ResourcesDep, ToolAdmin
 from api.errors import ApiError
 from api.text_guard import RequestModel
 from core.errors import ErrorCode
 from core.models.audit import AuditEntry, AuditEvent
 from core.models.tools import ApprovalDecision, ContextDocument
-from core.names import chat_workflow_id, tool_discovery_workflow_id
+from core.names import tool_discovery_workflow_id
 from core.policy.egress import EgressRefused
 from core.policy.tools import may_approve, separation_of_duties, tools_for
 from infra.db.tools_repo import ApprovalRecord, ToolServerRecord
 from infra.egress import resolve_and_check
 from infra.stdio_commands import resolve_command, stdio_command_allowed
-from workflows.chat_session import ChatSessionWorkflow
 from workflows.tool_discovery import ToolDiscoveryWorkflow
 
 router = APIRouter(prefix="/api/v1", tags=["tools"])
@@ -340,12 +341,12 @@ async def list_approvals(principal: AgentUser, resources: ResourcesDep) -> Appro
     return ApprovalList(approvals=[_approval_view(r) for r in records])
 
 
-@router.post(
-    "/approvals/{approval_id}", operation_id="decide_approval", status_code=202, response_model=ApprovalOut
-)
+@router.post("/approvals/{approval_id}", operation_id="decide_approval", response_model=ApprovalOut)
 async def decide_approval(
     approval_id: str, body: DecisionRequest, principal: AgentUser, resources: ResourcesDep
 ) -> ApprovalOut:
+    """Approve or deny a tool call; answers the approval as decided (``approved``/``denied``).
+    A decided (or expired) approval answers 409 ``stale_request``."""
     record = await resources.tools_repo.approval(approval_id)
     if record is None or not may_approve(
         principal, requester=record.requester, approver_group=record.approver_group
@@ -361,12 +362,10 @@ async def decide_approval(
         raise ApiError(ErrorCode.SEPARATION_OF_DUTIES, refusal)
     if record.status != "pending":
         raise ApiError(ErrorCode.STALE_REQUEST, f"this approval is already {record.status}")
-    handle = resources.temporal.get_workflow_handle_for(
-        ChatSessionWorkflow.run, chat_workflow_id(record.session_id)
-    )
-    await handle.signal(
-        ChatSessionWorkflow.decide_approval,
-        ApprovalDecision(
+    decided = await chat_gateway.decide_approval(
+        resources.temporal,
+        session_id=record.session_id,
+        decision=ApprovalDecision(
             approval_id=approval_id,
             approved=body.decision == "approve",
             decided_by=principal.user_id,
@@ -383,4 +382,4 @@ async def decide_approval(
             details={"decision": body.decision, "tool": record.tool, "requester": record.requester},
         )
     )
-    return _approval_view(record)
+    return _approval_view(record).model_copy(update={"status": decided.status})

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from core.models.budget import BudgetWarning
 from core.models.tools import ApprovalView, ToolCallRecord, ToolCallRequest
 
-TurnStatus = Literal["completed", "awaiting_approval", "failed"]
+TurnStatus = Literal["completed", "awaiting_approval", "failed", "cancelled"]
 
 
 class SessionLimits(BaseModel):
@@ -180,6 +180,8 @@ class LlmCallInput(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1)
     #: Tokens reserved for this call (prompt bound + output): the call checks its prompt still fits.
     token_allowance: int | None = Field(default=None, ge=1)
+    #: The budget reservation made for this call: its rendered prompt is reused, not rendered again.
+    reservation_id: str | None = None
 
 
 class LlmCallResult(BaseModel):

@@ -77,7 +77,7 @@ class ApprovalView(BaseModel):
 
 
 class ApprovalDecision(BaseModel):
-    """Signal payload: an authorised approver's decision."""
+    """``decide_approval`` Update payload: an authorised approver's decision."""
 
     approval_id: str
     approved: bool

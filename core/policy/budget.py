@@ -108,8 +108,8 @@ def decide(
     """Grant ``prompt_bound + output`` tokens when every limit has room for it.
 
     The full ``output_allowance`` when there is room; else a smaller one, down to
-    ``min_output``; else a refusal by the tightest period. ``prompt_bound`` must be an
-    upper bound of the prompt's tokens, so a granted call can never exceed what is left.
+    ``min_output``; else a refusal by the tightest period. ``prompt_bound`` is the
+    prompt's token estimate (activities.token_estimate).
     """
     room: int | None = None
     tightest: BudgetPeriod | None = None

@@ -234,6 +234,15 @@ class ChatRepository:
         )
         return [MessageRecord(**dict(r)) for r in rows]
 
+    async def turns(self, session_id: str, *, user_id: str) -> list[TurnRecord]:
+        """The session's turns, oldest first."""
+        rows = await self._pool.fetch(
+            "SELECT * FROM chat_turns WHERE session_id = $1 AND user_id = $2 ORDER BY created_at, id",
+            session_id,
+            user_id,
+        )
+        return [TurnRecord(**dict(r)) for r in rows]
+
     async def get_turn(self, turn_id: str, *, session_id: str, user_id: str) -> TurnRecord | None:
         row = await self._pool.fetchrow(
             "SELECT * FROM chat_turns WHERE id = $1 AND session_id = $2 AND user_id = $3",

@@ -1,8 +1,9 @@
 """Replay committed histories of the audit workflows with today's code.
 
-A change that breaks determinism for a running retention or export goes behind
-``workflow.patched()``. To record fresh histories after a deliberate, patched
-change: ``KEEL_RECORD_HISTORIES=1 .venv/bin/python -m pytest tests/audit/test_replay.py``.
+Until the first release a change that breaks their replay re-records them
+(docs/versioning.md): ``KEEL_RECORD_HISTORIES=1 PYTHONPATH=$PWD .venv/bin/python -m pytest
+tests/audit/test_replay.py``. After a release it goes behind ``workflow.patched()``
+or Worker Versioning instead.
 """
 
 from __future__ import annotations

@@ -153,7 +153,7 @@ async def test_every_scenario_event_is_audited_once(
         decided = await api.http.post(
             f"/api/v1/approvals/{approval['id']}", json={"decision": "approve"}, headers=alice
         )
-        assert decided.status_code == 202, decided.text
+        assert decided.status_code == 200, decided.text
         await _wait_answer(api, alice, session_id, "Recorded.")
         assert counter.executions == 1 and counter.calls[-1][0] == "deploy"  # the tool got the real value
         await _wait_for_event(api, admin, event="tool.invoked", user_id=alice_id)

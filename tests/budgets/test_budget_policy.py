@@ -1,14 +1,21 @@
-"""Budget maths (core.policy.budget) and the prompt token bound (activities.token_bound)."""
+"""Budget maths (core.policy.budget) and the prompt token estimate (activities.token_estimate)."""
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
 from agent_framework import Content, Message
 
-from activities.token_bound import PER_MESSAGE_OVERHEAD, REQUEST_OVERHEAD, prompt_token_bound
+from activities.token_estimate import (
+    ASCII_CHARS_PER_TOKEN,
+    PER_MESSAGE_OVERHEAD,
+    REQUEST_OVERHEAD,
+    prompt_token_estimate,
+)
 from core.policy import budget
 from core.policy.budget import BudgetLimits, Standing
 
@@ -133,20 +140,21 @@ def test_cost_from_the_price_table() -> None:
     assert budget.cost(1000, 1000, None) == Decimal(0)
 
 
-def test_prompt_bound_counts_utf8_bytes_and_overheads() -> None:
-    text = "Grüße, 世界"  # 7 ASCII-ish chars + multibyte ones
+def test_prompt_estimate_counts_ascii_by_ratio_other_characters_one_each() -> None:
+    text = "Grüße, 世界"  # 5 ASCII characters, 4 others
     messages = [Message("user", [text])]
-    expected = REQUEST_OVERHEAD + PER_MESSAGE_OVERHEAD + len("user") + len(text.encode()) + 1
-    assert prompt_token_bound(messages) == expected
+    expected = REQUEST_OVERHEAD + PER_MESSAGE_OVERHEAD + math.ceil(5 / ASCII_CHARS_PER_TOKEN) + 4
+    assert prompt_token_estimate(messages) == expected
 
 
-def test_prompt_bound_covers_tool_calls_results_and_schemas() -> None:
+def test_prompt_estimate_covers_tool_calls_results_and_schemas() -> None:
     call = Content.from_function_call(call_id="call_1", name="search", arguments={"q": "naïve"})
     result = Content.from_function_result(call_id="call_1", result="found 3 documents")
     messages = [Message("system", ["Be brief."]), Message("assistant", [call]), Message("tool", [result])]
     schema = {"type": "function", "function": {"name": "search", "parameters": {"type": "object"}}}
-    without = prompt_token_bound(messages)
-    with_tools = prompt_token_bound(messages, [schema])
-    assert with_tools > without + len(str(schema)) // 2
-    # Every text the request carries is counted at least once.
-    assert without >= len("Be brief.") + len("search") + len("call_1") * 2 + len("found 3 documents")
+    without = prompt_token_estimate(messages)
+    with_tools = prompt_token_estimate(messages, [schema])
+    assert with_tools >= without + len(json.dumps(schema)) // 4
+    # Every text the request carries is counted.
+    carried = "Be brief." + "search" + "call_1" * 2 + "found 3 documents"
+    assert without >= len(carried) / ASCII_CHARS_PER_TOKEN

@@ -14,7 +14,7 @@ import asyncpg
 from agent_framework import Message
 from temporalio.client import Client
 
-from activities.token_bound import prompt_token_bound
+from activities.token_estimate import prompt_token_estimate
 from core.policy.budget import MIN_OUTPUT_TOKENS
 from infra.settings import Settings
 from tests.conftest import running_platform
@@ -48,7 +48,7 @@ async def _recorded(database_url: str, user_id: str) -> tuple[int, int]:
 
 def _bound(message: str) -> int:
     """The reservation's prompt bound for a first message under ``system_prompt='Be brief.'``."""
-    return prompt_token_bound([Message("system", ["Be brief."]), Message("user", [message])])
+    return prompt_token_estimate([Message("system", ["Be brief."]), Message("user", [message])])
 
 
 async def test_twenty_concurrent_turns_never_overshoot_the_daily_budget(
@@ -135,6 +135,31 @@ async def test_warning_at_80_percent_in_the_response_and_the_stream(
         assert final["usage"]["completion_tokens"] == granted  # the model was cut at the grant
         total, held = await _recorded(budget_settings.database_url or "", "budget-warn")
         assert total == streamed["used_tokens"] <= 1000 and held == 0
+
+
+async def test_warning_comes_before_a_refusal_from_just_under_80_percent(
+    budget_settings: Settings, temporal_client: Client, llm: FakeOpenAI
+) -> None:
+    """At 78.8 % used, a question of ~400 characters still fits (its estimate is close to
+    its real size, not 3-4x it): the turn answers and warns; only then is a turn refused."""
+    question = "Please explain the travel expense policy and the receipt rules. " * 6
+    async with running_platform(budget_settings, temporal_client) as api:
+        headers = await api.auth("budget-78")
+        llm.enqueue(Reply(" ".join(["ok"] * 785)))
+        first = (await api.http.post("/api/v1/chat", json={"message": "one"}, headers=headers)).json()
+        used = first["usage"]["prompt_tokens"] + first["usage"]["completion_tokens"]
+        assert first["budget_warning"] is None and 0.78 <= used / 1000 < 0.8, first
+        llm.set_default(Reply(" ".join(["fine"] * 20)))
+        outcomes: list[str] = []
+        for _ in range(6):
+            body = (await api.http.post("/api/v1/chat", json={"message": question}, headers=headers)).json()
+            if body["status"] == "failed":
+                assert body["error"]["code"] == "budget_exceeded", body
+                outcomes.append("refused")
+                break
+            outcomes.append("warned" if body["budget_warning"] else "answered")
+    assert "refused" in outcomes, outcomes
+    assert "warned" in outcomes[: outcomes.index("refused")], outcomes
 
 
 async def test_hard_stop_at_100_percent_sends_no_model_request(

@@ -4,7 +4,7 @@ tests/workflows/test_replay.py with every committed history).
 One session under a 1000-token daily budget: a rejected model call (its reservation
 is released), a short answer, a long answer that crosses the 80 % warning, and a
 message refused by the budget. Record with
-``KEEL_RECORD_HISTORIES=1 .venv/bin/python -m pytest tests/budgets/test_record_history.py``.
+``KEEL_RECORD_HISTORIES=1 PYTHONPATH=$PWD .venv/bin/python -m pytest tests/budgets/test_record_history.py``.
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ async def test_approval_arguments_are_redacted_everywhere_but_the_tool_call(
         ok = await api.http.post(
             f"/api/v1/approvals/{approval['id']}", json={"decision": "approve"}, headers=user
         )
-        assert ok.status_code == 202, ok.text
+        assert ok.status_code == 200, ok.text
         assert await _wait_final_answer(api, user, session_id) == "Signed in."
         url = f"/api/v1/sessions/{session_id}/turns/{turn_id}/events"
         async with api.http.stream("GET", url, headers=user) as resp:
@@ -147,7 +147,7 @@ async def test_requester_in_the_approver_group_cannot_approve_their_own_call(
         peer = await api.http.post(
             f"/api/v1/approvals/{approval['id']}", json={"decision": "approve"}, headers=other
         )
-        assert peer.status_code == 202, peer.text
+        assert peer.status_code == 200, peer.text
         assert await _wait_final_answer(api, requester, body["session_id"]) == "Ok."
     assert counter.executions == 1
 
@@ -177,6 +177,6 @@ async def test_an_api_key_cannot_approve_a_call_it_made(
         ok = await api.http.post(
             f"/api/v1/approvals/{approval['id']}", json={"decision": "approve"}, headers=person
         )
-        assert ok.status_code == 202, ok.text
+        assert ok.status_code == 200, ok.text
         assert await _wait_final_answer(api, person, body["session_id"]) == "Ok."
     assert counter.executions == 1

@@ -1,5 +1,5 @@
 """Tools end to end: allowlist (admin) → chat → model asks for a tool → policy →
-approval (signal) → MCP call (real servers: mcp-server-time over stdio, a counting
+approval (the decide_approval Update) → MCP call (real servers: mcp-server-time over stdio, a counting
 server over streamable HTTP) → result fed to the next model call."""
 
 from __future__ import annotations
@@ -120,13 +120,15 @@ async def test_approval_approve_deny_and_non_approver(
         ok = await api.http.post(
             f"/api/v1/approvals/{approval['id']}", json={"decision": "approve"}, headers=alice
         )
-        assert ok.status_code == 202, ok.text
+        assert ok.status_code == 200, ok.text
+        assert ok.json()["id"] == approval["id"] and ok.json()["status"] == "approved"
         assert await _wait_final_answer(api, alice, body["session_id"]) == "Recorded."
         assert counter.executions == 1
-        again = await api.http.post(
-            f"/api/v1/approvals/{approval['id']}", json={"decision": "deny"}, headers=alice
-        )
-        assert again.status_code == 409
+        for decision in ("deny", "approve"):  # a second decision, other or the same
+            again = await api.http.post(
+                f"/api/v1/approvals/{approval['id']}", json={"decision": decision}, headers=alice
+            )
+            assert again.status_code == 409 and again.json()["error"]["code"] == "stale_request"
 
         # Deny: the tool never runs and the model is told so.
         llm.enqueue(
@@ -135,10 +137,43 @@ async def test_approval_approve_deny_and_non_approver(
         )
         body = (await api.http.post("/api/v1/chat", json={"message": "drop it"}, headers=alice)).json()
         [approval] = body["approvals"]
-        await api.http.post(f"/api/v1/approvals/{approval['id']}", json={"decision": "deny"}, headers=alice)
+        denied = await api.http.post(
+            f"/api/v1/approvals/{approval['id']}", json={"decision": "deny"}, headers=alice
+        )
+        assert denied.status_code == 200 and denied.json()["status"] == "denied", denied.text
         assert await _wait_final_answer(api, alice, body["session_id"]) == "Understood."
         assert counter.executions == 1
         assert "denied" in _tool_messages(llm.requests[-1])[0]["content"]
+
+
+async def test_concurrent_decisions_of_one_approval_one_wins(
+    tool_settings: Settings, temporal_client: Client, llm: FakeOpenAI, counter: CounterMcpServer
+) -> None:
+    async with running_platform(tool_settings, temporal_client) as api:
+        await _add(
+            api, await _admin(api), name="counter", transport="http", url=counter.url, requires_approval=True
+        )
+        user = await api.auth("appr-race")
+        llm.enqueue(
+            ToolCalls([ToolCall("counter__record_event", json.dumps({"name": "race"}))]), Reply("Settled.")
+        )
+        body = (await api.http.post("/api/v1/chat", json={"message": "race"}, headers=user)).json()
+        [approval] = body["approvals"]
+        url = f"/api/v1/approvals/{approval['id']}"
+        answers = await asyncio.gather(
+            *(
+                api.http.post(url, json={"decision": d}, headers=user)
+                for d in ("approve", "deny", "approve", "deny")
+            )
+        )
+        won = [a for a in answers if a.status_code == 200]
+        lost = [a for a in answers if a.status_code != 200]
+        assert len(won) == 1, [a.text for a in answers]
+        assert {(a.status_code, a.json()["error"]["code"]) for a in lost} == {(409, "stale_request")}
+        assert await _wait_final_answer(api, user, body["session_id"]) == "Settled."
+    expected = 1 if won[0].json()["status"] == "approved" else 0
+    assert won[0].json()["status"] in ("approved", "denied")
+    assert counter.executions == expected
 
 
 async def test_two_concurrent_approvals_in_one_turn(

@@ -1,18 +1,22 @@
-"""Replay committed workflow histories with today's code.
+"""Replay committed workflow histories with today's code: every workflow has one.
 
-``two_turns_then_delete``, ``retried_model_call`` and ``rejected_model_call``
-were recorded before knowledge search and tools existed (they replay through the
-``workflow.patched`` branches); ``v2_*`` were recorded with them
-(``v2_chat_retrieval_tool_approval`` re-recorded for issue 9, ``v2_batch_ingest`` for
-issue 10: children carry the batch's search attributes); ``v4_*`` record a
-tool call proposed after reading a shared document (issue 9: approval with the
-documents, arguments by reference); ``v5_knowledge_query`` records a direct knowledge
-query searched in the worker (issue 10).
+Keel has not been released, so nothing runs that old code must stay compatible
+with (docs/versioning.md): a workflow change is made directly, and the histories
+are re-recorded with today's code. All were recorded after the ``workflow.patched``
+branches were retired (issue 10): ``two_turns_then_delete``, ``retried_model_call``
+and ``rejected_model_call`` by ``test_record_histories``; ``v2_*`` (knowledge
+search, a tool call approved through the ``decide_approval`` Update, ingestion,
+batch, share, delete, discovery) by ``test_record_v2_histories``; ``v3_budgeted_turns``
+by tests/budgets/test_record_history.py; ``v4_*`` (a call proposed after reading a
+shared document, arguments by reference) by ``test_record_v4_histories``. ``v5_knowledge_query``
+records a direct knowledge query searched in the worker.
 
-A change that breaks determinism for running sessions fails here; such changes
-go behind ``workflow.patched()``. To record fresh histories after a deliberate,
-patched change: ``KEEL_RECORD_HISTORIES=1 .venv/bin/python -m pytest tests/workflows/test_replay.py``
-(``-k record_v4`` records one set).
+A replay failure means the change is not deterministic for histories recorded
+before it. Before the first release: re-record, with ``KEEL_RECORD_HISTORIES=1
+PYTHONPATH=$PWD .venv/bin/python -m pytest tests/workflows/test_replay.py
+tests/budgets/test_record_history.py -k record`` (``-k record_v4`` records one set).
+After a release, such a change goes behind ``workflow.patched()`` or Worker
+Versioning instead, and the old histories stay.
 """
 
 from __future__ import annotations
@@ -76,7 +80,17 @@ def _histories() -> list[Path]:
 
 
 def test_histories_are_committed() -> None:
-    assert len(_histories()) >= 8
+    assert len(_histories()) >= 11
+
+
+def test_every_workflow_has_a_history() -> None:
+    recorded = {
+        WorkflowHistory.from_json(d["workflow_id"], d["history"])
+        .events[0]
+        .workflow_execution_started_event_attributes.workflow_type.name
+        for d in (json.loads(p.read_text()) for p in _histories())
+    }
+    assert recorded >= {w.__name__ for w in ALL_WORKFLOWS}
 
 
 @pytest.mark.parametrize("path", _histories(), ids=lambda p: p.stem)
@@ -152,6 +166,12 @@ async def test_record_v2_histories(
                 headers=user,
             )
             assert shared.status_code == 200
+            acl_ids = [
+                wf.id
+                async for wf in temporal_client.list_workflows("WorkflowType = 'DocumentAclWorkflow'")
+                if doc_id in wf.id
+            ]
+            await save("document_acl", acl_ids[0])
 
             llm.enqueue(
                 ToolCalls([ToolCall("counter__record_event", json.dumps({"name": "r"}))]), Reply("Done.")
