@@ -13,13 +13,13 @@ from temporalio import workflow
 from workflows import activity_presets
 
 with workflow.unsafe.imports_passed_through():
-    from activities.audit import AuditActivities
     from core.models.audit_jobs import (
         AuditRetentionInput,
         AuditRetentionResult,
         PurgeBatchInput,
         RecordPurgeInput,
     )
+    from workflows.activity_defs import AuditActivities
 
 
 @workflow.defn

@@ -20,7 +20,6 @@ from temporalio.exceptions import ApplicationError
 from workflows import activity_presets
 
 with workflow.unsafe.imports_passed_through():
-    from activities.tools import ToolActivities
     from core.errors import ErrorCode
     from core.models.chat import ChatSessionInput, TurnRequest
     from core.models.tools import (
@@ -34,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         ToolDecision,
         ToolSpec,
     )
+    from workflows.activity_defs import ToolActivities
 
 
 class Approvals:

@@ -25,7 +25,6 @@ from workflows.chat_turn import ChatTurn
 
 with workflow.unsafe.imports_passed_through():
     # Models are passed through so the sandbox and the data converter share one class.
-    from activities.chat import ChatActivities
     from core.errors import ErrorCode
     from core.models.chat import (
         AssistantMessage,
@@ -42,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         TurnResult,
     )
     from core.models.tools import ApprovalDecision, ApprovalView
+    from workflows.activity_defs import ChatActivities
 
 #: How many recent turn ids a run remembers to refuse replays of a finished turn.
 _RECENT_TURNS = 64

@@ -20,9 +20,6 @@ from workflows import activity_presets
 from workflows.chat_approvals import Approvals
 
 with workflow.unsafe.imports_passed_through():
-    from activities.budget import BudgetActivities
-    from activities.chat import ChatActivities
-    from activities.tools import ToolActivities
     from core.errors import ErrorCode
     from core.models.budget import BudgetWarning
     from core.models.chat import (
@@ -58,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         ToolStepInput,
     )
     from core.policy.tools import decide, untrusted_documents
+    from workflows.activity_defs import BudgetActivities, ChatActivities, ToolActivities
 
 #: Knowledge search reads the start of the message only.
 _QUERY_CHARS = 2000

@@ -19,9 +19,9 @@ from temporalio.exceptions import FailureError
 from workflows import activity_presets
 
 with workflow.unsafe.imports_passed_through():
-    from activities.ingest import IngestActivities
     from core.models.ingest import DeleteDocumentInput
     from core.names import ingest_workflow_id
+    from workflows.activity_defs import IngestActivities
 
 
 @workflow.defn

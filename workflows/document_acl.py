@@ -8,8 +8,8 @@ from temporalio import workflow
 from workflows import activity_presets
 
 with workflow.unsafe.imports_passed_through():
-    from activities.ingest import IngestActivities
     from core.models.ingest import DocumentAclInput, DocumentAclResult
+    from workflows.activity_defs import IngestActivities
 
 
 @workflow.defn

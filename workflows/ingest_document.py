@@ -17,9 +17,9 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 from workflows import activity_presets
 
 with workflow.unsafe.imports_passed_through():
-    from activities.ingest import IngestActivities
     from core.errors import ErrorCode
     from core.models.ingest import IngestDocumentInput, IngestDocumentOutput, MarkDocumentInput
+    from workflows.activity_defs import IngestActivities
 
 
 @workflow.defn

@@ -8,8 +8,8 @@ from temporalio import workflow
 from workflows import activity_presets
 
 with workflow.unsafe.imports_passed_through():
-    from activities.knowledge_query import KnowledgeQueryActivities
     from core.models.knowledge_query import KnowledgeQueryInput, KnowledgeQueryResult
+    from workflows.activity_defs import KnowledgeQueryActivities
 
 
 @workflow.defn

@@ -8,7 +8,7 @@ from temporalio import workflow
 from workflows import activity_presets
 
 with workflow.unsafe.imports_passed_through():
-    from activities.tools import ToolActivities
+    from workflows.activity_defs import ToolActivities
 
 
 @workflow.defn

@@ -1,0 +1,196 @@
+"""Workflows name activities by the protocols in workflows/activity_defs.py, never by their
+implementation classes (so importing a workflow loads no activity module). These tests keep
+the two in step: every activity a workflow can call is registered, under the name it is
+scheduled by and with the same input and result types, on the worker that runs that
+workflow (its task queue); and, for mypy, every implementation class satisfies its protocol.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Protocol, TypeVar
+
+import pytest
+from temporalio import activity
+
+import activities.audit
+import activities.budget
+import activities.chat
+import activities.ingest
+import activities.knowledge_query
+import activities.tools
+from infra.settings import Settings
+from workers import audit_worker, chat_worker, ingest_worker
+from workflows import activity_defs
+
+_ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+def _implementations_satisfy_protocols(
+    chat: activities.chat.ChatActivities,
+    tools: activities.tools.ToolActivities,
+    budget: activities.budget.BudgetActivities,
+    query: activities.knowledge_query.KnowledgeQueryActivities,
+    ingest: activities.ingest.IngestActivities,
+    audit: activities.audit.AuditActivities,
+) -> list[object]:
+    """Never called: mypy fails here if a method's signature departs from its protocol."""
+    as_chat: activity_defs.ChatActivities = chat
+    as_tools: activity_defs.ToolActivities = tools
+    as_budget: activity_defs.BudgetActivities = budget
+    as_query: activity_defs.KnowledgeQueryActivities = query
+    as_ingest: activity_defs.IngestActivities = ingest
+    as_audit: activity_defs.AuditActivities = audit
+    return [as_chat, as_tools, as_budget, as_query, as_ingest, as_audit]
+
+
+def _definition(fn: Callable[..., Any]) -> Any:
+    # The SDK's own reading of an @activity.defn callable: the name a workflow schedules
+    # (workflow.execute_activity_method) and the one a worker registers come from it.
+    return activity._Definition.must_from_callable(fn)
+
+
+def _bare(cls: type[T]) -> T:
+    """An instance without its clients: the worker only reads its bound methods' definitions."""
+    return cls.__new__(cls)
+
+
+@dataclass
+class _Registered:
+    task_queue: str
+    workflows: list[type]
+    activities: list[Callable[..., Any]]
+
+
+class _RecordingWorker:
+    built: list[_Registered] = []
+
+    def __init__(
+        self, client: object, *, task_queue: str, workflows: list[type], activities: list[Any], **_: Any
+    ):
+        _RecordingWorker.built.append(_Registered(task_queue, list(workflows), list(activities)))
+
+
+@pytest.fixture(scope="module")
+def workers() -> list[_Registered]:
+    """The workers' registrations, built the way workers/ build them."""
+    settings = Settings()
+    patch = pytest.MonkeyPatch()
+    _RecordingWorker.built = []
+    try:
+        for module in (chat_worker, ingest_worker, audit_worker):
+            patch.setattr(module, "Worker", _RecordingWorker)
+        chat_worker.build_chat_worker(
+            None,  # type: ignore[arg-type]
+            settings,
+            chat_worker.ChatWorkerActivities(
+                chat=_bare(activities.chat.ChatActivities),
+                tools=_bare(activities.tools.ToolActivities),
+                budget=_bare(activities.budget.BudgetActivities),
+                query=_bare(activities.knowledge_query.KnowledgeQueryActivities),
+            ),
+        )
+        ingest_worker.build_ingest_worker(None, settings, _bare(activities.ingest.IngestActivities))  # type: ignore[arg-type]
+        audit_worker.build_audit_worker(None, settings, _bare(activities.audit.AuditActivities))  # type: ignore[arg-type]
+    finally:
+        patch.undo()
+    return list(_RecordingWorker.built)
+
+
+def _protocols() -> dict[str, type]:
+    return {
+        name: value
+        for name, value in vars(activity_defs).items()
+        if inspect.isclass(value) and Protocol in value.__mro__ and value.__module__ == activity_defs.__name__
+    }
+
+
+def _calls_in(module: ModuleType, protocols: dict[str, type], seen: set[str]) -> set[tuple[str, str]]:
+    """``(protocol, method)`` for every ``Protocol.method`` in ``module`` and in the workflows
+    helper modules it imports (chat_turn, chat_approvals), not in other workflow modules."""
+    if module.__name__ in seen:
+        return set()
+    seen.add(module.__name__)
+    tree = ast.parse(Path(module.__file__ or "").read_text())
+    calls = {
+        (node.value.id, node.attr)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in protocols
+    }
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("workflows."):
+            helper = importlib.import_module(node.module)
+            if helper is not activity_defs and not _defines_workflow(helper):
+                calls |= _calls_in(helper, protocols, seen)
+    return calls
+
+
+def _defines_workflow(module: ModuleType) -> bool:
+    return any(
+        inspect.isclass(v)
+        and v.__module__ == module.__name__
+        and hasattr(v, "__temporal_workflow_definition")
+        for v in vars(module).values()
+    )
+
+
+def test_every_protocol_method_is_an_activity_definition() -> None:
+    names: list[str] = []
+    for proto in _protocols().values():
+        for name, fn in vars(proto).items():
+            if inspect.iscoroutinefunction(fn):
+                defn = _definition(fn)
+                assert defn.name == name, f"{proto.__name__}.{name} is scheduled as {defn.name!r}"
+                names.append(defn.name)
+    assert len(names) == len(set(names)), "two protocols declare the same activity name"
+    assert len(names) >= 20
+
+
+def test_every_activity_a_workflow_calls_is_registered_alike_on_its_worker(
+    workers: list[_Registered],
+) -> None:
+    protocols = _protocols()
+    checked = 0
+    for worker in workers:
+        registered = {d.name: d for d in map(_definition, worker.activities)}
+        for wf in worker.workflows:
+            calls = _calls_in(importlib.import_module(wf.__module__), protocols, set())
+            for proto_name, method in sorted(calls):
+                scheduled = _definition(getattr(protocols[proto_name], method))
+                where = f"{wf.__name__} calls {proto_name}.{method} as {scheduled.name!r}"
+                impl = registered.get(scheduled.name)
+                assert impl is not None, f"{where}: not registered on task queue {worker.task_queue!r}"
+                assert impl.arg_types == scheduled.arg_types, f"{where}: input types differ"
+                assert impl.ret_type == scheduled.ret_type, f"{where}: result type differs"
+                checked += 1
+    assert checked >= 20  # the scan still finds the calls (BatchIngestWorkflow alone makes none)
+
+
+def test_every_declared_activity_is_registered_by_some_worker(workers: list[_Registered]) -> None:
+    registered = {_definition(fn).name for w in workers for fn in w.activities}
+    declared = {
+        _definition(fn).name
+        for proto in _protocols().values()
+        for fn in vars(proto).values()
+        if inspect.iscoroutinefunction(fn)
+    }
+    assert declared <= registered, f"declared, registered nowhere: {sorted(declared - registered)}"
+
+
+def test_workflow_modules_import_no_activity_module() -> None:
+    for path in sorted((_ROOT / "workflows").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            assert not any(n == "activities" or n.startswith("activities.") for n in names), path.name
