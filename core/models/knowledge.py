@@ -106,11 +106,10 @@ class IndexPoint(BaseModel):
         return str(uuid.UUID(value))  # canonical lower-case form; raises on anything else
 
 
-class ScoredChunk(BaseModel):
-    """A search hit. ``score`` ranks: the cosine similarity (dense) or the fused RRF score
-    (hybrid, rank-based: it says nothing about relevance). ``similarity`` is always the
-    cosine similarity of the chunk's dense vector to the query's, so a relevance floor
-    (``KEEL_RETRIEVAL_MIN_SCORE``) can be applied to hybrid hits too."""
+class QueryResult(BaseModel):
+    """A search hit as a client reads it (``POST /knowledge-bases/{id}/query``). ``score``
+    ranks: the cosine similarity (dense) or the fused RRF score (hybrid, rank-based: it
+    says nothing about relevance)."""
 
     chunk_id: str
     doc_id: str
@@ -118,8 +117,15 @@ class ScoredChunk(BaseModel):
     title: str
     text: str
     page: int | None
-    score: float
-    similarity: float | None = None
     chunk_index: int
+    score: float
+
+
+class ScoredChunk(QueryResult):
+    """A search hit as the index answers it. ``similarity`` is always the cosine similarity
+    of the chunk's dense vector to the query's, so a relevance floor
+    (``KEEL_RETRIEVAL_MIN_SCORE``) can be applied to hybrid hits too."""
+
+    similarity: float | None = None
     owner_id: str = ""  # "user:<id>" or "org": whose document this is (fixed at upload)
     version: int = 1  # the document version the chunk belongs to
