@@ -25,8 +25,8 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.errors import ApiError, public_error
-from core.errors import ErrorCode
+from api.errors import ApiError
+from core.errors import ErrorCode, public_error
 from core.models.agents import AgentDefinition
 from core.models.chat import (
     CancelTurn,

@@ -23,6 +23,7 @@ from api.middleware import RequestIdMiddleware
 from api.routes import admin, agents, api_keys, auth, chat, health, sessions, tools
 from api.routes import audit as audit_routes
 from api.routes import knowledge as knowledge_routes
+from api.routes import uploads as upload_routes
 from api.routes import usage as usage_routes
 from api.schemas import ERROR_RESPONSES, document_refusals
 from api.state import ApiKnowledge, ApiResources
@@ -112,7 +113,18 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     add_docs_routes(app)
-    routers = (auth, api_keys, chat, sessions, knowledge_routes, admin, tools, agents, usage_routes)
+    routers = (
+        auth,
+        api_keys,
+        chat,
+        sessions,
+        knowledge_routes,
+        upload_routes,
+        admin,
+        tools,
+        agents,
+        usage_routes,
+    )
     for module in (*routers, audit_routes):
         app.include_router(module.router, responses=ERROR_RESPONSES)
     if settings.metrics_port is None:  # else `keel api` serves them on their own port

@@ -1,4 +1,6 @@
-"""Request and public response schemas of the REST API (DESIGN.md §4)."""
+"""Request schemas of the REST API, and the public responses that wrap or compute
+(docs/api.md). A response that is a stored or workflow model is that model, declared
+once in ``core.models`` (``SessionSummary``, ``DocumentView``, ``ChatResponse``, ...)."""
 
 from __future__ import annotations
 
@@ -7,11 +9,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from api.errors import public_error
 from api.text_guard import RequestModel
-from core.models.budget import BudgetWarning
-from core.models.chat import AssistantMessage, TurnError, TurnStatus, Usage
-from core.models.tools import ApprovalView, ToolCallRecord
+from core.models.documents import DocumentView, FailedOperationView
+from core.models.knowledge import QueryResult
+from core.models.sessions import SessionSummary, SessionTotals, TranscriptMessage, TurnSummary
 
 _Request = RequestModel  # unknown fields and bad text (NUL, lone surrogates) are refused
 
@@ -55,31 +56,6 @@ class ChatRequest(_Request):
     )
 
 
-class ChatResponse(BaseModel):
-    session_id: str
-    turn_id: str
-    status: TurnStatus
-    message: AssistantMessage
-    tool_calls: list[ToolCallRecord] = Field(default_factory=list)
-    approvals: list[ApprovalView] = Field(default_factory=list)
-    usage: Usage = Field(default_factory=Usage)
-    model: str | None = None
-    error: TurnError | None = None
-    notice: str | None = None
-    #: Present when the caller's token usage reached the warning ratio of a budget (80 % by default).
-    budget_warning: BudgetWarning | None = None
-
-
-class SessionSummary(BaseModel):
-    id: str
-    title: str
-    agent: str
-    agent_version: str | None = None
-    turn_count: int
-    created_at: datetime
-    updated_at: datetime
-
-
 class SessionList(BaseModel):
     sessions: list[SessionSummary]
     next_before: datetime | None = Field(
@@ -87,25 +63,7 @@ class SessionList(BaseModel):
     )
 
 
-class TranscriptMessage(BaseModel):
-    id: int
-    turn_id: str
-    role: str
-    content: str
-    created_at: datetime
-
-
-class TurnSummary(BaseModel):
-    id: str
-    status: Literal["running", "completed", "awaiting_approval", "failed", "cancelled"]
-    error_code: str | None = None
-    created_at: datetime
-    completed_at: datetime | None = None
-
-
-class SessionDetail(SessionSummary):
-    prompt_tokens: int
-    completion_tokens: int
+class SessionDetail(SessionTotals):
     messages: list[TranscriptMessage]
     #: Every turn of the session, oldest first, with how it ended (``running`` while it runs).
     turns: list[TurnSummary] = Field(default_factory=list)
@@ -163,43 +121,6 @@ class DocumentAccepted(BaseModel):
     )
 
 
-class _PublicErrorView(BaseModel):
-    """A stored ``error_code``/``error_message`` as a client may see it: a code Keel does
-    not know (an exception class name) and its text become a generic ``internal_error``."""
-
-    @model_validator(mode="after")
-    def _public_error(self) -> _PublicErrorView:
-        code: str | None = getattr(self, "error_code", None)
-        if code is not None:
-            public_code, public_message = public_error(code, getattr(self, "error_message", None) or "")
-            if public_code != code:
-                object.__setattr__(self, "error_code", public_code)
-                object.__setattr__(self, "error_message", public_message)
-        return self
-
-
-class DocumentView(_PublicErrorView):
-    id: str
-    kb_id: str
-    title: str
-    filename: str
-    content_type: str | None
-    doc_type: str | None
-    size_bytes: int
-    owner_type: str
-    owner_id: str
-    visibility: str
-    shared_with: list[str]
-    version: int = Field(default=1, description="1, +1 for each new upload under the document's filename")
-    status: str = Field(description="processing | ready | failed")
-    error_code: str | None
-    error_message: str | None
-    chunk_count: int
-    page_count: int
-    created_at: datetime
-    updated_at: datetime
-
-
 class DocumentList(BaseModel):
     documents: list[DocumentView]
 
@@ -227,17 +148,6 @@ class QueryRequest(_Request):
     top_k: int = Field(default=10, ge=1, le=100)
 
 
-class QueryResult(BaseModel):
-    chunk_id: str
-    doc_id: str
-    kb_id: str
-    title: str
-    text: str
-    page: int | None
-    chunk_index: int
-    score: float
-
-
 class QueryResponse(BaseModel):
     results: list[QueryResult]
 
@@ -245,29 +155,6 @@ class QueryResponse(BaseModel):
 class BatchAccepted(BaseModel):
     batch_id: str
     document_ids: list[str]
-
-
-class BatchStatus(BaseModel):
-    batch_id: str
-    total: int
-    processing: int
-    ready: int
-    failed: int
-    done: bool
-    failed_document_ids: list[str]
-
-
-class FailedOperationView(_PublicErrorView):
-    id: str
-    kind: str
-    resource_id: str
-    workflow_id: str
-    error_code: str
-    error_message: str
-    status: str
-    retry_count: int
-    created_at: datetime
-    updated_at: datetime
 
 
 class FailedOperationList(BaseModel):

@@ -18,8 +18,7 @@ from typing import Any
 
 from sse_starlette import ServerSentEvent
 
-from api.errors import public_error
-from core.errors import ErrorCode
+from core.errors import ErrorCode, public_error
 from core.models.chat import TurnResult
 from infra.turn_events import TurnEvent, TurnEventStream
 
@@ -33,7 +32,7 @@ ApprovalPending = Callable[[str], Awaitable[bool]]
 
 
 def _public(event: str, data: dict[str, Any]) -> dict[str, Any]:
-    """An ``error`` event as a client may see it (see :func:`api.errors.public_error`)."""
+    """An ``error`` event as a client may see it (see :func:`core.errors.public_error`)."""
     if event != "error":
         return data
     code, message = public_error(str(data.get("code", "")), str(data.get("message", "")))

@@ -109,3 +109,15 @@ class KeelError(Exception):
     @property
     def retryable(self) -> bool:
         return self.code not in NON_RETRYABLE
+
+
+_KEEL_CODES = frozenset(ErrorCode)
+
+
+def public_error(code: str, message: str) -> tuple[str, str]:
+    """(code, message) fit for a client: Keel's own codes keep their message; anything
+    else (an exception class name and its text, e.g. a database driver's) becomes
+    ``internal_error`` with a generic message."""
+    if code in _KEEL_CODES:
+        return code, message
+    return ErrorCode.INTERNAL.value, "an internal error occurred"

@@ -1,4 +1,4 @@
-"""The embedded development stack behind ``keel dev`` (DESIGN.md §6).
+"""The embedded development stack behind ``keel dev`` (docs/dev-stack.md).
 
 For every engine whose address is not configured, :class:`DevStack` starts an
 embedded one with its data under ``settings.data_dir`` and hands back a copy of

@@ -1,4 +1,7 @@
-"""Prometheus metrics of model usage and budgets (DESIGN.md §8: LLM tokens and cost)."""
+"""Prometheus metrics of model usage and budgets: tokens, cost, budget refusals.
+
+They are counted by the budget activities, so in the worker process; ``/metrics`` is
+served by the API process only (docs/api.md#metrics), which therefore does not show them."""
 
 from __future__ import annotations
 

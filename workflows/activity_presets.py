@@ -1,7 +1,8 @@
 """Named activity-option presets: timeouts and RetryPolicy per dependency family.
 
-The numbers are DESIGN.md §7. Provider SDK retries are off everywhere, so the
-RetryPolicy here is the only retry layer and every attempt shows in history.
+docs/resilience.md tables these numbers and what follows when they are spent.
+Provider SDK retries are off everywhere, so the RetryPolicy here is the only retry
+layer and every attempt shows in history.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ PARSE = _options(timeout=15 * 60 * _S, attempts=3, first_retry=_S, max_interval=
 #: Embed + upsert in batches; heartbeats carry the next chunk index to resume from.
 INDEX = _options(timeout=60 * 60 * _S, attempts=5, first_retry=_S, max_interval=30 * _S, heartbeat=30 * _S)
 
-#: One Qdrant call (search, payload update, delete): 10 s, retried once (DESIGN.md §7).
+#: One Qdrant call (search, payload update, delete): 10 s, retried once.
 VECTOR = _options(timeout=10 * _S, attempts=2, first_retry=_S / 2)
 
 #: One audit batch to a webhook/syslog sink, or one retention batch: 60 s, 5 attempts;

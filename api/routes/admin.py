@@ -9,14 +9,10 @@ from temporalio.common import WorkflowIDReusePolicy
 
 from api.deps import OrgKbAdmin, ResourcesDep
 from api.errors import ApiError
-from api.schemas import (
-    CreateKnowledgeBaseRequest,
-    FailedOperationList,
-    FailedOperationView,
-    KnowledgeBaseView,
-)
+from api.schemas import CreateKnowledgeBaseRequest, FailedOperationList, KnowledgeBaseView
 from core.errors import ErrorCode
 from core.models.audit import AuditEntry, AuditEvent
+from core.models.documents import FailedOperationView
 from core.models.ingest import IngestDocumentInput
 from core.names import ingest_workflow_id
 from workflows import search_attributes
@@ -62,9 +58,7 @@ async def list_failed_operations(
     status: Annotated[str | None, Query(pattern="^(open|retried|resolved)$")] = "open",
 ) -> FailedOperationList:
     ops = await resources.knowledge_repo.failed_operations(status=status)
-    return FailedOperationList(
-        failed_operations=[FailedOperationView.model_validate(o.model_dump()) for o in ops]
-    )
+    return FailedOperationList(failed_operations=list(ops))
 
 
 @router.post(
@@ -103,4 +97,4 @@ async def retry_failed_operation(
     )
     updated = await resources.knowledge_repo.failed_operation(op.id)
     assert updated is not None
-    return FailedOperationView.model_validate(updated.model_dump())
+    return updated

@@ -11,14 +11,14 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api import chat_gateway
 from api.deps import AgentUser, ResourcesDep
-from api.errors import ApiError, public_error
-from api.schemas import ChatRequest, ChatResponse
+from api.errors import ApiError
+from api.schemas import ChatRequest
 from api.state import ApiResources
 from api.turn_stream import relay_turn
-from core.errors import ErrorCode, KeelError
+from core.errors import ErrorCode, KeelError, public_error
 from core.models.agents import AgentDefinition
 from core.models.audit import AuditEntry, AuditEvent
-from core.models.chat import TurnResult
+from core.models.chat import ChatResponse, TurnError, TurnResult
 from core.models.principal import Principal
 from core.policy.acl import acl_filter
 
@@ -82,11 +82,11 @@ async def _audit_new_session(
 
 
 def _response(result: TurnResult) -> ChatResponse:
-    response = ChatResponse.model_validate(result.model_dump())
-    if response.error is not None:
-        code, message = public_error(response.error.code, response.error.message)
-        response.error = response.error.model_copy(update={"code": code, "message": message})
-    return response
+    """The turn as a client may see it: its ``error`` through ``public_error``."""
+    if result.error is None:
+        return result
+    code, message = public_error(result.error.code, result.error.message)
+    return result.model_copy(update={"error": TurnError(code=code, message=message)})
 
 
 @router.post("", operation_id="chat", response_model=ChatResponse)

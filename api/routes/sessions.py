@@ -14,14 +14,7 @@ from api import chat_gateway
 from api.deps import AgentUser, ResourcesDep
 from api.errors import ApiError
 from api.routes.chat import SESSION_ID
-from api.schemas import (
-    CancelAccepted,
-    SessionDetail,
-    SessionList,
-    SessionSummary,
-    TranscriptMessage,
-    TurnSummary,
-)
+from api.schemas import CancelAccepted, SessionDetail, SessionList
 from api.state import ApiResources
 from api.turn_stream import LAST_EVENT_ID, relay_turn
 from core.errors import ErrorCode
@@ -42,10 +35,6 @@ async def _owned_session(resources: ApiResources, principal: Principal, session_
     return record
 
 
-def _summary(record: SessionRecord) -> SessionSummary:
-    return SessionSummary.model_validate(record.model_dump())
-
-
 @router.get("", operation_id="list_sessions", response_model=SessionList)
 async def list_sessions(
     principal: AgentUser,
@@ -55,7 +44,7 @@ async def list_sessions(
 ) -> SessionList:
     records = await resources.chats.list_sessions(user_id=principal.user_id, limit=limit, before=before)
     next_before = records[-1].updated_at if len(records) == limit else None
-    return SessionList(sessions=[_summary(r) for r in records], next_before=next_before)
+    return SessionList(sessions=list(records), next_before=next_before)
 
 
 @router.get("/{session_id}", operation_id="get_session", response_model=SessionDetail)
@@ -63,11 +52,7 @@ async def get_session(session_id: str, principal: AgentUser, resources: Resource
     record = await _owned_session(resources, principal, session_id)
     messages = await resources.chats.messages(session_id, user_id=principal.user_id)
     turns = await resources.chats.turns(session_id, user_id=principal.user_id)
-    return SessionDetail(
-        **record.model_dump(),
-        messages=[TranscriptMessage.model_validate(m.model_dump()) for m in messages],
-        turns=[TurnSummary.model_validate(t.model_dump()) for t in turns],
-    )
+    return SessionDetail(**record.model_dump(), messages=list(messages), turns=list(turns))
 
 
 @router.delete("/{session_id}", operation_id="delete_session", status_code=204)

@@ -96,7 +96,9 @@ class TurnError(BaseModel):
     message: str
 
 
-class TurnResult(BaseModel):
+class ChatResponse(BaseModel):
+    """A finished turn as a client reads it (``POST /chat``, the ``turn.completed`` event)."""
+
     session_id: str
     turn_id: str
     status: TurnStatus
@@ -108,8 +110,13 @@ class TurnResult(BaseModel):
     error: TurnError | None = None
     #: Set when the answer is not a model's: ``llm_not_configured``.
     notice: str | None = None
-    #: Set when the user's token usage reached the warning ratio of a budget.
+    #: Present when the caller's token usage reached the warning ratio of a budget (80 % by default).
     budget_warning: BudgetWarning | None = None
+
+
+class TurnResult(ChatResponse):
+    """What a turn's workflow returns and Postgres stores: the public ``ChatResponse``, with
+    ``error`` as raised (the API shows it through ``core.errors.public_error``)."""
 
 
 class DeleteSessionRequest(BaseModel):

@@ -57,14 +57,20 @@ class BatchIngestInput(BaseModel):
     max_concurrency: int = Field(default=4, ge=1)
 
 
-class BatchProgress(BaseModel):
+class BatchStatus(BaseModel):
+    """A batch ingestion's progress as a client reads it (``GET /ingestions/{id}``)."""
+
     batch_id: str
     total: int
     processing: int
     ready: int
     failed: int
     done: bool
-    failed_document_ids: list[str] = Field(default_factory=list)
+    failed_document_ids: list[str]
+
+
+class BatchProgress(BatchStatus):
+    """The batch workflow's ``progress`` query and result: the public ``BatchStatus``."""
 
 
 class DeleteDocumentInput(BaseModel):

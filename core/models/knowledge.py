@@ -1,8 +1,8 @@
 """Knowledge-base payloads: what every chunk in the vector index carries.
 
-The payload follows DESIGN §3. ``owner_id`` and every entry of ``shared_with``
-are prefixed principal strings (``user:<id>``, ``group:<id>``, ``dept:<id>``,
-``org``) so ids of different kinds never collide; the validators refuse a bare
+The payload is the one docs/knowledge.md (Access control) describes. ``owner_id``
+and every entry of ``shared_with`` are prefixed principal strings (``user:<id>``,
+``group:<id>``, ``dept:<id>``, ``org``) so ids of different kinds never collide; the validators refuse a bare
 id, because a bare id would silently make a chunk unreadable to its owner.
 
 Point ids are deterministic (:func:`point_id`), so re-indexing a document
@@ -26,7 +26,7 @@ CHUNK_NAMESPACE = uuid.UUID("6f2b8a52-3c0e-5d7e-9a41-7b1f0c3e8d25")
 
 #: The principal prefix an ``owner_id`` must carry for each ``owner_type``.
 OWNER_PREFIX: dict[str, str] = {"org": "org", "department": "dept:", "user": "user:"}
-#: The prefixes an entry of ``shared_with`` may carry (DESIGN §3: user and group ids).
+#: The prefixes an entry of ``shared_with`` may carry (user and group ids).
 SHARE_PREFIXES: tuple[str, ...] = ("user:", "group:")
 
 
@@ -56,7 +56,7 @@ def check_shared_with(shared_with: list[str]) -> list[str]:
 
 
 class ChunkPayload(BaseModel):
-    """The payload of one chunk in the vector index (DESIGN §3 plus retrieval fields)."""
+    """The payload of one chunk in the vector index (the ACL fields plus retrieval fields)."""
 
     doc_id: str = Field(min_length=1)
     kb_id: str = Field(min_length=1)
@@ -106,11 +106,10 @@ class IndexPoint(BaseModel):
         return str(uuid.UUID(value))  # canonical lower-case form; raises on anything else
 
 
-class ScoredChunk(BaseModel):
-    """A search hit. ``score`` ranks: the cosine similarity (dense) or the fused RRF score
-    (hybrid, rank-based: it says nothing about relevance). ``similarity`` is always the
-    cosine similarity of the chunk's dense vector to the query's, so a relevance floor
-    (``KEEL_RETRIEVAL_MIN_SCORE``) can be applied to hybrid hits too."""
+class QueryResult(BaseModel):
+    """A search hit as a client reads it (``POST /knowledge-bases/{id}/query``). ``score``
+    ranks: the cosine similarity (dense) or the fused RRF score (hybrid, rank-based: it
+    says nothing about relevance)."""
 
     chunk_id: str
     doc_id: str
@@ -118,8 +117,15 @@ class ScoredChunk(BaseModel):
     title: str
     text: str
     page: int | None
-    score: float
-    similarity: float | None = None
     chunk_index: int
+    score: float
+
+
+class ScoredChunk(QueryResult):
+    """A search hit as the index answers it. ``similarity`` is always the cosine similarity
+    of the chunk's dense vector to the query's, so a relevance floor
+    (``KEEL_RETRIEVAL_MIN_SCORE``) can be applied to hybrid hits too."""
+
+    similarity: float | None = None
     owner_id: str = ""  # "user:<id>" or "org": whose document this is (fixed at upload)
     version: int = 1  # the document version the chunk belongs to

@@ -1,4 +1,5 @@
-"""Who may read a knowledge-base chunk: the ONE place the read rule is written (DESIGN §3).
+"""Who may read a knowledge-base chunk: the ONE place the read rule is written
+(docs/knowledge.md, Access control).
 
 A principal may read a chunk when any of these holds:
 

@@ -12,52 +12,39 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from pydantic import BaseModel
 
 from core.errors import ErrorCode, KeelError
 from core.models.chat import TurnResult
+from core.models.sessions import SessionTotals, TranscriptMessage, TurnSummary
 
 _TITLE_CHARS = 80
 _TOOL_SEQ_BASE = 100
 _TOOL_SEQ_STRIDE = 100
 
 
-class SessionRecord(BaseModel):
-    id: str
+class SessionRecord(SessionTotals):
+    """A session row: the public summary and totals, and its owner."""
+
     user_id: str
-    title: str
-    agent: str
-    agent_version: str | None = None
-    turn_count: int
-    prompt_tokens: int
-    completion_tokens: int
-    created_at: datetime
-    updated_at: datetime
 
 
-class MessageRecord(BaseModel):
-    id: int
-    turn_id: str
+class MessageRecord(TranscriptMessage):
+    """A transcript row: the public message, its order in the turn and its metadata."""
+
     seq: int
-    role: str
-    content: str
     metadata: dict[str, Any] = {}
-    created_at: datetime
 
 
-class TurnRecord(BaseModel):
-    id: str
+class TurnRecord(TurnSummary):
+    """A turn row: the public summary, and what the turn used and returned."""
+
     session_id: str
     user_id: str
-    status: str
     model: str | None
     prompt_tokens: int
     completion_tokens: int
-    error_code: str | None
     error_message: str | None
     result: dict[str, Any] | None
-    created_at: datetime
-    completed_at: datetime | None
 
 
 def _title_from(message: str) -> str:

@@ -19,6 +19,7 @@ import asyncpg
 from pydantic import BaseModel
 
 from core.ingest.chunking import Chunk
+from core.models.documents import DocumentView, FailedOperationView
 from core.policy.acl import AclFilter
 
 
@@ -35,30 +36,13 @@ class KnowledgeBaseRecord(BaseModel):
     owner_email: str | None = None
 
 
-class DocumentRecord(BaseModel):
-    id: str
-    kb_id: str
-    title: str
-    filename: str
-    content_type: str | None
-    doc_type: str | None
-    size_bytes: int
+class DocumentRecord(DocumentView):
+    """A document row: the public view, and where its bytes are and who added them."""
+
     sha256: str
     blob_key: str
     source: str
-    owner_type: str
-    owner_id: str
-    visibility: str
-    shared_with: list[str]
-    status: str
-    error_code: str | None
-    error_message: str | None
-    chunk_count: int
-    page_count: int
     created_by: str
-    created_at: datetime
-    updated_at: datetime
-    version: int = 1
 
 
 class ChunkText(BaseModel):
@@ -83,17 +67,8 @@ class UploadResult(NamedTuple):
     orphan_blob_key: str | None
 
 
-class FailedOperationRecord(BaseModel):
-    id: str
-    kind: str
-    resource_id: str
-    workflow_id: str
-    error_code: str
-    error_message: str
-    status: str
-    retry_count: int
-    created_at: datetime
-    updated_at: datetime
+class FailedOperationRecord(FailedOperationView):
+    """A failed-operations row: exactly what an admin reads of it (``FailedOperationView``)."""
 
 
 class LockedDocument:

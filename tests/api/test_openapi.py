@@ -18,7 +18,7 @@ SPEC_PATH = REPO_ROOT / "docs" / "openapi.json"
 
 HTTP_METHODS = frozenset({"get", "put", "post", "delete", "patch", "head", "options", "trace"})
 
-#: DESIGN.md §4 paths implemented so far, with their methods.
+#: Paths of docs/api.md that must be in the document, with their methods.
 IMPLEMENTED: dict[str, set[str]] = {
     "/api/v1/auth/dev-token": {"post"},
     "/api/v1/chat": {"post"},

@@ -1,4 +1,4 @@
-"""The read rule (DESIGN §3) as a pure function: acl_filter and can_read."""
+"""The read rule (docs/knowledge.md, Access control) as a pure function: acl_filter and can_read."""
 
 from __future__ import annotations
 

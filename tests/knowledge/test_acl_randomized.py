@@ -1,6 +1,6 @@
 """A seeded random world searched through both vector adapters, checked against a brute-force oracle.
 
-The oracle below is written from DESIGN §3 directly (it does not call
+The oracle below is written from the read rule of docs/knowledge.md directly (it does not call
 ``can_read``): a user reads a document when it is org-owned, when the user owns
 it, or when it is shared with the user or one of the user's groups. Department
 ownership grants nothing by itself (phase 2).
@@ -65,7 +65,7 @@ class World:
     points: list[IndexPoint]
 
     def may_read(self, user: str, doc: Doc) -> bool:
-        """The oracle, straight from DESIGN §3 (independent of core.policy.acl)."""
+        """The oracle, straight from docs/knowledge.md (independent of core.policy.acl)."""
         if doc.owner_type == "org":
             return True
         if doc.owner_type == "user" and doc.owner_id == f"user:{user}":

@@ -11,7 +11,7 @@ the rest, end to end on the real services:
   ``EdgeIndex``, the real repositories and the real turn event stream in Redis;
   only the embedding model is faked (a deterministic word-hash embedder).
 
-Every probe is compared with a brute-force oracle written here from DESIGN §3
+Every probe is compared with a brute-force oracle written here from docs/knowledge.md's read rule
 (it calls neither ``can_read`` nor ``acl_filter``; ``acl_filter`` only builds
 the input a caller hands to the path under test, as the API and the activity
 do): a user reads a document when it is org-owned, when the user owns it, or
@@ -100,7 +100,7 @@ READABLE_KBS_COUNTS_DELETING_DOCUMENTS = False
 def rule_allows(
     user: str, groups: Sequence[str], *, owner_type: str, owner_id: str, shared_with: Sequence[str]
 ) -> bool:
-    """DESIGN §3 written out by hand: org-owned, owned by the user, or shared with the user or a group."""
+    """docs/knowledge.md's read rule by hand: org-owned, the user's, or shared with the user or a group."""
     me = "user:" + user
     if owner_type == "org":
         return True
