@@ -213,7 +213,6 @@ class ChatActivities:
                     await self._delta(inp, "".join(pending))
                     pending.clear()
                     flushed_at = now
-                    activity.heartbeat(len(parts))
             if pending:
                 await self._delta(inp, "".join(pending))
             final = await stream.get_final_response()

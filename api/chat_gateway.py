@@ -1,9 +1,11 @@
 """How a front door (REST, SSE, Slack) talks to ChatSessionWorkflow.
 
-A message is an update-with-start: the workflow ``chat-{session_id}`` is started
-if it is not running (first message, or after its idle timeout) and the
-``send_message`` Update is delivered in the same call. The update id is the
-turn id, so a retried call never runs a turn twice. An approval decision is the
+A message is the ``send_message`` Update of the workflow ``chat-{session_id}``. A
+follow-up in a session that is known to exist goes to the running workflow as a
+plain Update (no start path); when that workflow is no longer running (its idle
+timeout ended it), and for a new session, it is an update-with-start: the workflow
+is started and the Update delivered in the same call. The update id is the turn
+id, so a retried call never runs a turn twice. An approval decision is the
 ``decide_approval`` Update (it answers the decided approval); cancelling a turn
 is the ``cancel_turn`` Signal.
 """
@@ -19,6 +21,7 @@ from temporalio.client import (
     WithStartWorkflowOperation,
     WorkflowUpdateFailedError,
     WorkflowUpdateHandle,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
     WorkflowUpdateStage,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -110,8 +113,14 @@ async def start_turn(
     knowledge_base_ids: list[str] | None = None,
     search_knowledge: bool = True,
     agent: AgentDefinition | None = None,
+    existing: bool = False,
+    wait_for_stage: WorkflowUpdateStage = WorkflowUpdateStage.ACCEPTED,
 ) -> WorkflowUpdateHandle[TurnResult]:
-    """Deliver a user message; returns once the workflow has accepted it."""
+    """Deliver a user message; returns once the workflow has accepted it (or, with
+    ``wait_for_stage=COMPLETED``, once the turn has finished: one call, no poll).
+
+    ``existing``: the session is known (a follow-up), so its workflow is most likely
+    running and gets a plain Update; only if it is not is the start path taken."""
     request = TurnRequest(
         turn_id=turn_id,
         user_id=principal.user_id,
@@ -122,13 +131,17 @@ async def start_turn(
         search_knowledge=search_knowledge,
         api_key_id=principal.api_key_id,
     )
+    if existing:
+        handle = await _update_running(client, session_id, request, wait_for_stage)
+        if handle is not None:
+            return handle
     for attempt in range(1, _START_ATTEMPTS + 1):
         try:
             return await client.start_update_with_start_workflow(
                 ChatSessionWorkflow.send_message,
                 request,
                 start_workflow_operation=_start_operation(settings, principal, session_id, agent),
-                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                wait_for_stage=wait_for_stage,
                 id=turn_id,
             )
         except WorkflowUpdateFailedError as err:
@@ -140,16 +153,76 @@ async def start_turn(
     raise AssertionError("unreachable")
 
 
+async def _update_running(
+    client: Client, session_id: str, request: TurnRequest, wait_for_stage: WorkflowUpdateStage
+) -> WorkflowUpdateHandle[TurnResult] | None:
+    """The Update on the session's running workflow; None when no run is open (start one)."""
+    workflow = client.get_workflow_handle_for(ChatSessionWorkflow.run, chat_workflow_id(session_id))
+    try:
+        return await workflow.start_update(
+            ChatSessionWorkflow.send_message, request, wait_for_stage=wait_for_stage, id=request.turn_id
+        )
+    except WorkflowUpdateFailedError as err:
+        raise _update_failure(err) from err
+    except RPCError as err:
+        if _is_closing_race(err):
+            return None
+        raise ApiError(ErrorCode.UPSTREAM_UNAVAILABLE, "the workflow service is unavailable") from err
+
+
+def _turn_timeout() -> ApiError:
+    return ApiError(
+        ErrorCode.TIMEOUT,
+        "the turn did not finish in time; it goes on, and its result will appear in the session",
+    )
+
+
 async def turn_result(handle: WorkflowUpdateHandle[TurnResult], *, timeout_s: float) -> TurnResult:
     try:
         return await asyncio.wait_for(handle.result(), timeout=timeout_s)
     except WorkflowUpdateFailedError as err:
         raise _update_failure(err) from err
     except TimeoutError as err:
-        raise ApiError(
-            ErrorCode.TIMEOUT,
-            "the turn did not finish in time; it goes on, and its result will appear in the session",
-        ) from err
+        raise _turn_timeout() from err
+
+
+async def run_follow_up(
+    client: Client,
+    settings: Settings,
+    *,
+    principal: Principal,
+    session_id: str,
+    message: str,
+    turn_id: str,
+    knowledge_base_ids: list[str] | None = None,
+    search_knowledge: bool = True,
+    agent: AgentDefinition | None = None,
+    timeout_s: float,
+) -> TurnResult:
+    """A follow-up turn in an existing session, delivered and answered in one call."""
+
+    async def run() -> TurnResult:
+        handle = await start_turn(
+            client,
+            settings,
+            principal=principal,
+            session_id=session_id,
+            message=message,
+            turn_id=turn_id,
+            knowledge_base_ids=knowledge_base_ids,
+            search_knowledge=search_knowledge,
+            agent=agent,
+            existing=True,
+            wait_for_stage=WorkflowUpdateStage.COMPLETED,
+        )
+        return await handle.result()  # the outcome came with the call: no poll
+
+    try:
+        return await asyncio.wait_for(run(), timeout=timeout_s)
+    except WorkflowUpdateFailedError as err:
+        raise _update_failure(err) from err
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
+        raise _turn_timeout() from err
 
 
 async def delete_session(

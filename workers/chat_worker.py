@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.budget import BudgetActivities, BudgetConfig
 from activities.chat import ChatActivities, PromptConfig
@@ -121,6 +121,12 @@ async def chat_activities(
 
 
 def build_chat_worker(client: Client, settings: Settings, activities: ChatWorkerActivities) -> Worker:
+    """The chat task queue's worker. Its workflows run without the SDK's sandbox: every
+    chat turn is a few workflow activations, and the sandbox's per-activation cost was
+    about a sixth of the worker's CPU per turn (bench/README.md). Determinism is still
+    checked with the sandbox where it is cheap: the replay tests (``Replayer``'s default
+    runner) replay every committed history in it, and lint-imports keeps I/O libraries
+    out of workflows/."""
     chat, tools, budget, query = activities.chat, activities.tools, activities.budget, activities.query
     return Worker(
         client,
@@ -145,4 +151,5 @@ def build_chat_worker(client: Client, settings: Settings, activities: ChatWorker
             query.search_knowledge,
         ],
         max_concurrent_activities=200,
+        workflow_runner=UnsandboxedWorkflowRunner(),
     )

@@ -59,7 +59,6 @@ class ChatSessionWorkflow:
         self._queued = 0
         self._seen_turn_ids: set[str] = set(self._carry.recent_turn_ids)
         self._deleted = False
-        self._activity_seen = False
         self._approvals = Approvals(inp)
         self._turn = ChatTurn(inp, self._approvals)
 
@@ -69,12 +68,13 @@ class ChatSessionWorkflow:
         idle = timedelta(seconds=inp.limits.idle_timeout_s)
         while not self._deleted:
             try:
-                await workflow.wait_condition(lambda: self._activity_seen or self._deleted, timeout=idle)
+                # The idle timer runs only while no turn is queued or running: one timer per idle
+                # spell, started when the last turn ends (not re-armed as each turn starts and ends).
+                await workflow.wait_condition(lambda: self._queued > 0 or self._deleted, timeout=idle)
             except TimeoutError:
                 if self._queued == 0:
                     break
-                continue
-            self._activity_seen = False
+            await workflow.wait_condition(lambda: self._queued == 0 or self._deleted)
             if workflow.info().is_continue_as_new_suggested() and not self._deleted:
                 await workflow.wait_condition(lambda: self._queued == 0 and workflow.all_handlers_finished())
                 workflow.continue_as_new(inp.model_copy(update={"carry": self._carry}))
@@ -101,7 +101,6 @@ class ChatSessionWorkflow:
         """Returns the finished turn, or ``awaiting_approval`` as soon as a tool call waits
         for a human; the turn then goes on in the workflow and finishes after the decision."""
         self._queued += 1
-        self._activity_seen = True
         self._seen_turn_ids.add(req.turn_id)
         turn = asyncio.ensure_future(self._locked_turn(req))
         await workflow.wait_condition(lambda: turn.done() or self._approvals.all_announced(req.turn_id))
@@ -124,7 +123,6 @@ class ChatSessionWorkflow:
                 result = await self._turn.run(req)
         finally:
             self._queued -= 1
-            self._activity_seen = True
             self._turn.forget(req.turn_id)
         self._remember(result)
         return result

@@ -65,6 +65,15 @@ async def _has_knowledge(resources: ApiResources, principal: Principal, kb_ids: 
     )
 
 
+async def _session_and_knowledge(
+    resources: ApiResources, principal: Principal, body: ChatRequest
+) -> tuple[tuple[str, AgentDefinition], bool]:
+    """The session (see :func:`_session_for`) and whether knowledge search may find
+    anything: two independent reads, made concurrently."""
+    session = _session_for(resources, principal, body)
+    return await asyncio.gather(session, _has_knowledge(resources, principal, body.knowledge_base_ids))
+
+
 async def _audit_new_session(
     resources: ApiResources, principal: Principal, body: ChatRequest, session_id: str, agent: AgentDefinition
 ) -> None:
@@ -93,7 +102,22 @@ def _response(result: TurnResult) -> ChatResponse:
 async def chat(body: ChatRequest, principal: AgentUser, resources: ResourcesDep) -> ChatResponse:
     """Send a message and wait for the finished turn."""
     _check_message(resources, body.message)
-    session_id, agent = await _session_for(resources, principal, body)
+    (session_id, agent), search_knowledge = await _session_and_knowledge(resources, principal, body)
+    timeout_s = resources.settings.request_timeout_s
+    if body.session_id is not None:  # a follow-up: delivered and answered in one call
+        result = await chat_gateway.run_follow_up(
+            resources.temporal,
+            resources.settings,
+            principal=principal,
+            session_id=session_id,
+            message=body.message,
+            turn_id=chat_gateway.new_turn_id(),
+            knowledge_base_ids=body.knowledge_base_ids,
+            search_knowledge=search_knowledge,
+            agent=agent,
+            timeout_s=timeout_s,
+        )
+        return _response(result)
     handle = await chat_gateway.start_turn(
         resources.temporal,
         resources.settings,
@@ -102,11 +126,11 @@ async def chat(body: ChatRequest, principal: AgentUser, resources: ResourcesDep)
         message=body.message,
         turn_id=chat_gateway.new_turn_id(),
         knowledge_base_ids=body.knowledge_base_ids,
-        search_knowledge=await _has_knowledge(resources, principal, body.knowledge_base_ids),
+        search_knowledge=search_knowledge,
         agent=agent,
     )
     await _audit_new_session(resources, principal, body, session_id, agent)
-    result = await chat_gateway.turn_result(handle, timeout_s=resources.settings.request_timeout_s)
+    result = await chat_gateway.turn_result(handle, timeout_s=timeout_s)
     return _response(result)
 
 
@@ -125,7 +149,7 @@ async def chat_stream(
     and ``Last-Event-ID``.
     """
     _check_message(resources, body.message)
-    session_id, agent = await _session_for(resources, principal, body)
+    (session_id, agent), search_knowledge = await _session_and_knowledge(resources, principal, body)
     turn_id = chat_gateway.new_turn_id()
     handle = await chat_gateway.start_turn(
         resources.temporal,
@@ -135,8 +159,9 @@ async def chat_stream(
         message=body.message,
         turn_id=turn_id,
         knowledge_base_ids=body.knowledge_base_ids,
-        search_knowledge=await _has_knowledge(resources, principal, body.knowledge_base_ids),
+        search_knowledge=search_knowledge,
         agent=agent,
+        existing=body.session_id is not None,
     )
     await _audit_new_session(resources, principal, body, session_id, agent)
     result_task = asyncio.ensure_future(handle.result())

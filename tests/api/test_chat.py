@@ -183,6 +183,44 @@ async def test_delete_session_removes_it_everywhere(
     assert (await handle.result()).reason == "deleted"
 
 
+async def test_follow_up_after_the_session_ended_idle_starts_a_new_run(
+    settings: Settings, temporal_client: Client, llm: FakeOpenAI
+) -> None:
+    # A follow-up is a plain Update on the running workflow; with no run open it falls
+    # back to update-with-start, on both routes, and the new run reads the same transcript.
+    short_idle = settings.model_copy(update={"chat_idle_timeout_s": 1})
+    async with running_platform(short_idle, temporal_client) as platform:
+        headers = await platform.auth("ivy-idle")
+        first = (
+            await platform.http.post("/api/v1/chat", json={"message": "remember 7"}, headers=headers)
+        ).json()
+        session_id = first["session_id"]
+        handle = temporal_client.get_workflow_handle_for(
+            ChatSessionWorkflow.run, chat_workflow_id(session_id)
+        )
+        assert (await handle.result()).reason == "idle"
+
+        second = await platform.http.post(
+            "/api/v1/chat", json={"message": "what number?", "session_id": session_id}, headers=headers
+        )
+        assert second.status_code == 200
+        assert second.json()["status"] == "completed"
+        assert [m["role"] for m in llm.requests[-1]["messages"]] == ["system", "user", "assistant", "user"]
+        assert (await handle.result()).reason == "idle"  # the new run ended idle too
+
+        async with platform.http.stream(
+            "POST",
+            "/api/v1/chat/stream",
+            json={"message": "again?", "session_id": session_id},
+            headers=headers,
+        ) as resp:
+            assert resp.status_code == 200
+            events = await collect(resp)
+        assert events[-1].event == "turn.completed"
+        detail = (await platform.http.get(f"/api/v1/sessions/{session_id}", headers=headers)).json()
+        assert detail["turn_count"] == 3
+
+
 async def test_sessions_are_found_by_user_in_temporal(
     platform: RunningApi, llm: FakeOpenAI, temporal_client: Client
 ) -> None:
