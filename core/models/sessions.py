@@ -11,7 +11,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, field_serializer
+
+from core.errors import public_error
 
 StoredTurnStatus = Literal["running", "completed", "awaiting_approval", "failed", "cancelled"]
 
@@ -47,3 +49,8 @@ class TurnSummary(BaseModel):
     error_code: str | None = None
     created_at: datetime
     completed_at: datetime | None = None
+
+    @field_serializer("error_code")
+    def _public_code(self, code: str | None) -> str | None:
+        """A stored code Keel does not know (an exception class name) is shown as internal_error."""
+        return None if code is None else public_error(code, "")[0]

@@ -91,3 +91,29 @@ def test_a_query_hit_and_a_batch_show_their_public_fields() -> None:
         batch_id="b", total=2, processing=1, ready=1, failed=0, done=False, failed_document_ids=[]
     )
     assert list(_as_response(BatchStatus, progress)) == list(BatchStatus.model_fields)
+
+
+def test_a_turns_stored_foreign_error_code_is_written_out_generically() -> None:
+    session = SessionRecord(
+        id="s", user_id="alice", title="hi", agent="default", turn_count=2, prompt_tokens=0,
+        completion_tokens=0, created_at=NOW, updated_at=NOW,
+    )  # fmt: skip
+    turns = [
+        TurnRecord(
+            id=turn_id,
+            session_id="s",
+            user_id="alice",
+            status="failed",
+            model=None,
+            prompt_tokens=0,
+            completion_tokens=0,
+            error_code=code,
+            error_message="boom",
+            result=None,
+            created_at=NOW,
+            completed_at=NOW,
+        )
+        for turn_id, code in (("t1", "CharacterNotInRepertoireError"), ("t2", "budget_exceeded"))
+    ]
+    detail = _as_response(SessionDetail, SessionDetail(**session.model_dump(), messages=[], turns=turns))
+    assert [t["error_code"] for t in detail["turns"]] == ["internal_error", "budget_exceeded"]
