@@ -673,7 +673,8 @@ class FakeSlack(ThreadedServer):
 
     def expire_stream(self, ts: str) -> None:
         """End the stream at ``ts`` server-side, as Slack does after its ~5 minute window:
-        later append/stop calls get ``message_not_in_streaming_state``."""
+        later append/stop calls get ``message_not_in_streaming_state`` (``chat.update``
+        still works). ``KeyError`` if no stream was started at ``ts``."""
         with self._lock:
             for msg in self._by_ts.values():
                 if msg.ts == ts and msg.stream:
