@@ -38,7 +38,7 @@ from core.models.chat import (
 )
 from core.models.principal import Principal
 from core.models.tools import ToolCallRequest, ToolStepInput
-from core.policy.acl import acl_filter
+from core.policy.acl import acl_filter_for_audience
 from core.policy.redaction import DEFAULT_KEY_PATTERN, redact
 from infra.agents import AgentRegistry
 from infra.audit.log import AuditLog
@@ -132,13 +132,14 @@ class ChatActivities:
 
     @activity.defn
     async def retrieve(self, inp: RetrieveInput) -> RetrieveResult:
-        """Search what the user may read (the ACL filter from core.policy.acl) for this turn."""
+        """Search what the user may read (the ACL filter from core.policy.acl) for this turn;
+        with an audience (a Slack channel), only what the user and every member may read."""
         query = inp.query or await self._repo.user_message(inp.turn_id)
         if not query:
             return RetrieveResult()
         principal = Principal(user_id=inp.user_id, groups=tuple(inp.groups))
         kb_ids = inp.knowledge_base_ids or self._agents.get(inp.agent).knowledge_bases
-        acl = acl_filter(principal, knowledge_base_ids=kb_ids or None)
+        acl = acl_filter_for_audience(principal, inp.audience, knowledge_base_ids=kb_ids or None)
         vector = await self._knowledge.embedder.embed_query(query)
         await self._knowledge.index.ensure_collection(len(vector))
         hits = await search_readable(

@@ -32,6 +32,7 @@ from api.errors import ApiError
 from core.errors import ErrorCode, public_error
 from core.models.agents import AgentDefinition
 from core.models.chat import (
+    Audience,
     CancelTurn,
     ChatSessionInput,
     DeleteSessionRequest,
@@ -115,12 +116,17 @@ async def start_turn(
     agent: AgentDefinition | None = None,
     existing: bool = False,
     wait_for_stage: WorkflowUpdateStage = WorkflowUpdateStage.ACCEPTED,
+    audience: Audience | None = None,
 ) -> WorkflowUpdateHandle[TurnResult]:
     """Deliver a user message; returns once the workflow has accepted it (or, with
     ``wait_for_stage=COMPLETED``, once the turn has finished: one call, no poll).
 
     ``existing``: the session is known (a follow-up), so its workflow is most likely
-    running and gets a plain Update; only if it is not is the start path taken."""
+    running and gets a plain Update; only if it is not is the start path taken.
+
+    ``audience``: everyone who will see the answer (a Slack channel or thread): knowledge
+    search uses only what the asker and every member may read (docs/knowledge.md,
+    "Audience rule"); None, the asker's own permissions. Never from a public request."""
     request = TurnRequest(
         turn_id=turn_id,
         user_id=principal.user_id,
@@ -130,6 +136,7 @@ async def start_turn(
         groups=list(principal.groups),
         search_knowledge=search_knowledge,
         api_key_id=principal.api_key_id,
+        audience=audience,
     )
     if existing:
         handle = await _update_running(client, session_id, request, wait_for_stage)
@@ -198,6 +205,7 @@ async def run_follow_up(
     search_knowledge: bool = True,
     agent: AgentDefinition | None = None,
     timeout_s: float,
+    audience: Audience | None = None,
 ) -> TurnResult:
     """A follow-up turn in an existing session, delivered and answered in one call."""
 
@@ -214,6 +222,7 @@ async def run_follow_up(
             agent=agent,
             existing=True,
             wait_for_stage=WorkflowUpdateStage.COMPLETED,
+            audience=audience,
         )
         return await handle.result()  # the outcome came with the call: no poll
 

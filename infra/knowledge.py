@@ -45,7 +45,9 @@ async def search_readable(
     greeting) finds nothing to cite; the fused RRF score is rank-based and cannot say so.
 
     The vector engine filters by the ACL payload; Postgres then confirms each hit's
-    document is still readable. Payload and row are changed under one lock (see
+    document is still readable under the whole ``acl`` (for an audience filter from
+    ``acl_filter_for_audience``: by the asker and by every member, the same conjunction
+    the engine applied). Payload and row are changed under one lock (see
     ``LockedDocument``), so the second check only matters when the vector write of an
     ACL change failed after Postgres moved on -- then access follows Postgres -- and
     while a new version of a document is indexed: only chunks of the version Postgres

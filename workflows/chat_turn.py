@@ -145,6 +145,7 @@ class ChatTurn:
                     query=req.message[:_QUERY_CHARS],
                     groups=req.groups,
                     knowledge_base_ids=req.knowledge_base_ids,
+                    audience=req.audience,
                 ),
                 **activity_presets.VECTOR,
             )

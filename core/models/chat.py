@@ -52,6 +52,24 @@ class ChatSessionOutput(BaseModel):
     reason: Literal["idle", "deleted"]
 
 
+class AudienceMember(BaseModel):
+    """A person who will see the answer, resolved to a Keel user (ids as the identity provider has them)."""
+
+    user_id: str = Field(min_length=1, max_length=256)
+    groups: list[str] = Field(default_factory=list, max_length=500)
+
+
+class Audience(BaseModel):
+    """Everyone who will see the answer; retrieval uses only chunks every member may read.
+
+    The asker always counts as a member, whether or not ``members`` lists them
+    (docs/knowledge.md, "Audience rule (Slack channels)")."""
+
+    members: list[AudienceMember] = Field(default_factory=list, max_length=1000)
+    #: people present whom Keel could not resolve: they read org documents only
+    unresolved_members: int = Field(default=0, ge=0)
+
+
 class TurnRequest(BaseModel):
     """One user message, delivered as the ``send_message`` Update."""
 
@@ -66,6 +84,8 @@ class TurnRequest(BaseModel):
     search_knowledge: bool = True
     #: The API key the message came with (None for people signed in): it may not approve its own calls.
     api_key_id: str | None = None
+    #: Who will see the answer (a Slack channel or thread); None: the asker alone (their own permissions).
+    audience: Audience | None = None
 
 
 class Citation(BaseModel):
@@ -163,6 +183,8 @@ class RetrieveInput(BaseModel):
     query: str = ""
     groups: list[str] = Field(default_factory=list)
     knowledge_base_ids: list[str] = Field(default_factory=list)
+    #: The turn's audience: only chunks every member (and the asker) may read are searched.
+    audience: Audience | None = None
 
 
 class RetrieveResult(BaseModel):

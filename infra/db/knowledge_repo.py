@@ -1,7 +1,7 @@
 """Knowledge bases, documents and chunk texts in Postgres.
 
 Every caller-facing read takes the ``AclFilter`` built by
-``core.policy.acl.acl_filter`` and translates it into SQL here (``_acl_sql``),
+``core.policy.acl.acl_filter`` and translates it into SQL (``infra.db.acl_sql``),
 so Postgres follows the same rule as Qdrant. A row the caller may not read is
 simply absent. Writes used by ingestion activities are idempotent.
 """
@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from core.ingest.chunking import Chunk
 from core.models.documents import DocumentView, FailedOperationView
 from core.policy.acl import AclFilter
+from infra.db.acl_sql import acl_sql
 
 
 class KnowledgeBaseRecord(BaseModel):
@@ -117,23 +118,6 @@ def personal_kb_id(user_id: str) -> str:
     return "kb-u-" + hashlib.sha256(user_id.encode()).hexdigest()[:24]
 
 
-def _acl_sql(acl: AclFilter, *, first_param: int, alias: str = "d") -> tuple[str, list[Any]]:
-    """The ACL rule as a SQL condition over documents (same rule as the vector filter)."""
-    p = first_param
-    clauses = [
-        f"({alias}.owner_type = 'user' AND {alias}.owner_id = ${p})",
-        f"({alias}.shared_with && ${p + 1}::text[])",
-    ]
-    params: list[Any] = [acl.user_principal, list(acl.shared_principals)]
-    if acl.include_org:
-        clauses.append(f"{alias}.owner_type = 'org'")
-    sql = "(" + " OR ".join(clauses) + ")"
-    if acl.knowledge_base_ids is not None:
-        sql += f" AND {alias}.kb_id = ANY(${p + 2}::text[])"
-        params.append(list(acl.knowledge_base_ids))
-    return sql, params
-
-
 class KnowledgeRepository:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -181,6 +165,8 @@ class KnowledgeRepository:
 
     async def readable_kbs(self, acl: AclFilter) -> list[KnowledgeBaseRecord]:
         """Org KBs, the caller's own, and those holding a document shared with the caller."""
+        if acl.also_readable_by:  # a listing for one person: an audience filter would be ignored here
+            raise ValueError("readable_kbs takes one principal's filter, not an audience's")
         rows = await self._pool.fetch(
             "SELECT * FROM knowledge_bases k WHERE k.owner_type = 'org'"
             " OR (k.owner_type = 'user' AND k.owner_id = $1)"
@@ -255,7 +241,7 @@ class KnowledgeRepository:
             return UploadResult(DocumentRecord(**dict(row)), "created", None)
 
     async def readable_document(self, doc_id: str, acl: AclFilter) -> DocumentRecord | None:
-        cond, params = _acl_sql(acl, first_param=2)
+        cond, params = acl_sql(acl, first_param=2)
         row = await self._pool.fetchrow(
             f"SELECT d.* FROM documents d WHERE d.id = $1 AND d.status <> 'deleting' AND {cond}",  # noqa: S608
             doc_id,
@@ -264,7 +250,7 @@ class KnowledgeRepository:
         return DocumentRecord(**dict(row)) if row else None
 
     async def readable_documents(self, acl: AclFilter, *, limit: int = 500) -> list[DocumentRecord]:
-        cond, params = _acl_sql(acl, first_param=1)
+        cond, params = acl_sql(acl, first_param=1)
         rows = await self._pool.fetch(
             f"SELECT d.* FROM documents d WHERE d.status <> 'deleting' AND {cond}"  # noqa: S608
             f" ORDER BY d.created_at DESC LIMIT {int(limit)}",
@@ -274,7 +260,7 @@ class KnowledgeRepository:
 
     async def any_readable_ready(self, acl: AclFilter) -> bool:
         """Whether the caller can read at least one ready document (else chat skips the search)."""
-        cond, params = _acl_sql(acl, first_param=1)
+        cond, params = acl_sql(acl, first_param=1)
         found: bool = await self._pool.fetchval(
             f"SELECT EXISTS (SELECT 1 FROM documents d WHERE d.status = 'ready' AND {cond})",  # noqa: S608
             *params,
@@ -349,7 +335,7 @@ class KnowledgeRepository:
         stale for any reason (another ACL, an older version) never answers."""
         if not doc_ids:
             return {}
-        cond, params = _acl_sql(acl, first_param=2)
+        cond, params = acl_sql(acl, first_param=2)
         rows = await self._pool.fetch(
             f"SELECT d.id, d.version FROM documents d WHERE d.id = ANY($1::text[])"  # noqa: S608
             f" AND d.status <> 'deleting' AND {cond}",

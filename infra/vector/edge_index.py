@@ -62,7 +62,7 @@ from qdrant_edge import (
 )
 
 from core.models.knowledge import IndexPoint, ScoredChunk
-from core.policy.acl import AclFilter
+from core.policy.acl import AclFilter, AclReader
 from infra.vector import (
     DENSE,
     FILTERED_KEYS,
@@ -94,26 +94,36 @@ _CONFIG_FILE = "edge_config.json"
 def acl_to_edge(acl: AclFilter) -> Filter:
     """Translate the neutral ACL description into a qdrant-edge filter.
 
-    Same shape as ``acl_to_qdrant``: only ``must`` clauses at the top level, the
-    ACL alternatives in a nested ``should`` (a merged filter can only narrow it).
+    Same shape as ``acl_to_qdrant``: only ``must`` clauses at the top level -- the
+    knowledge-base restriction, then one nested ``should`` of read alternatives per
+    reader (the asker, then each audience member), so a chunk must be readable by
+    all of them; a merged filter can only narrow it.
     """
-    readable: list[ConditionType] = []
-    if acl.include_org:
-        readable.append(FieldCondition("owner_type", match=MatchValue("org")))
-    readable.append(
-        Filter(
-            must=[
-                FieldCondition("owner_id", match=MatchValue(acl.user_principal)),
-                FieldCondition("owner_type", match=MatchValue("user")),
-            ]
-        )
-    )
-    readable.append(FieldCondition("shared_with", match=MatchAny(list(acl.shared_principals))))
     must: list[ConditionType] = []
     if acl.knowledge_base_ids is not None:
         must.append(FieldCondition("kb_id", match=MatchAny(list(acl.knowledge_base_ids))))
-    must.append(Filter(should=readable))
+    must.extend(_readable_by(reader, include_org=acl.include_org) for reader in acl.readers)
     return Filter(must=must)
+
+
+def _readable_by(reader: AclReader, *, include_org: bool) -> Filter:
+    readable: list[ConditionType] = []
+    if include_org:
+        readable.append(FieldCondition("owner_type", match=MatchValue("org")))
+    if reader.user_principal is not None:
+        readable.append(
+            Filter(
+                must=[
+                    FieldCondition("owner_id", match=MatchValue(reader.user_principal)),
+                    FieldCondition("owner_type", match=MatchValue("user")),
+                ]
+            )
+        )
+    if reader.shared_principals:
+        readable.append(FieldCondition("shared_with", match=MatchAny(list(reader.shared_principals))))
+    if not readable:  # an empty ``should`` would match everything
+        raise ValueError("this ACL matches nothing: check AclFilter.matches_nothing before searching")
+    return Filter(should=readable)
 
 
 def _doc_filter(doc_id: str) -> Filter:

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from qdrant_client import AsyncQdrantClient, models
 
 from core.models.knowledge import IndexPoint, ScoredChunk
-from core.policy.acl import AclFilter
+from core.policy.acl import AclFilter, AclReader
 from infra.vector import (
     DENSE,
     FILTERED_KEYS,
@@ -47,31 +47,41 @@ UPSERT_BATCH = 256
 def acl_to_qdrant(acl: AclFilter) -> models.Filter:
     """Translate the neutral ACL description into a qdrant-client filter.
 
-    The result has only ``must`` clauses at its top level (the ACL alternatives
-    sit in a nested ``should`` filter). Qdrant merges a propagated filter into a
-    prefetch's own filter clause by clause, so a top-level ``should`` would be
-    OR-ed with any other ``should`` -- a nested one is always AND-ed.
+    The result has only ``must`` clauses at its top level: the knowledge-base
+    restriction, then one nested ``should`` filter of read alternatives per reader
+    (the asker, then each audience member), so a chunk must be readable by all of
+    them. Qdrant merges a propagated filter into a prefetch's own filter clause by
+    clause, so a top-level ``should`` would be OR-ed with any other ``should`` -- a
+    nested one is always AND-ed.
     """
-    readable: list[models.Condition] = []
-    if acl.include_org:
-        readable.append(models.FieldCondition(key="owner_type", match=models.MatchValue(value="org")))
-    readable.append(
-        models.Filter(
-            must=[  # owner_id first: it rarely matches, so evaluation stops early
-                models.FieldCondition(key="owner_id", match=models.MatchValue(value=acl.user_principal)),
-                models.FieldCondition(key="owner_type", match=models.MatchValue(value="user")),
-            ]
-        )
-    )
-    readable.append(
-        models.FieldCondition(key="shared_with", match=models.MatchAny(any=list(acl.shared_principals)))
-    )
     must: list[models.Condition] = []
     if acl.knowledge_base_ids is not None:
         kb_ids = list(acl.knowledge_base_ids)
         must.append(models.FieldCondition(key="kb_id", match=models.MatchAny(any=kb_ids)))
-    must.append(models.Filter(should=readable))
+    must.extend(_readable_by(reader, include_org=acl.include_org) for reader in acl.readers)
     return models.Filter(must=must)
+
+
+def _readable_by(reader: AclReader, *, include_org: bool) -> models.Filter:
+    readable: list[models.Condition] = []
+    if include_org:
+        readable.append(models.FieldCondition(key="owner_type", match=models.MatchValue(value="org")))
+    if reader.user_principal is not None:
+        owner = models.MatchValue(value=reader.user_principal)
+        readable.append(
+            models.Filter(
+                must=[  # owner_id first: it rarely matches, so evaluation stops early
+                    models.FieldCondition(key="owner_id", match=owner),
+                    models.FieldCondition(key="owner_type", match=models.MatchValue(value="user")),
+                ]
+            )
+        )
+    if reader.shared_principals:
+        shared = list(reader.shared_principals)
+        readable.append(models.FieldCondition(key="shared_with", match=models.MatchAny(any=shared)))
+    if not readable:  # an empty ``should`` would match everything
+        raise ValueError("this ACL matches nothing: check AclFilter.matches_nothing before searching")
+    return models.Filter(should=readable)
 
 
 def _doc_filter(doc_id: str) -> models.Filter:
