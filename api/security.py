@@ -14,6 +14,9 @@ Routes declare what they need on their signature:
 ``principal: Annotated[Principal, Security(authenticate, scopes=["manage_tools"])]``
 (aliases in :mod:`api.deps`). The scopes appear in the OpenAPI ``security``
 requirement of the operation, which the route-by-role test reads.
+
+Every person identified (dev, oidc and session principals) is recorded in the user
+directory, throttled per user (:class:`infra.identity_directory.SignInRecorder`).
 """
 
 from __future__ import annotations
@@ -105,6 +108,8 @@ async def identify(
         raise ApiError(err.code, err.message, headers=CHALLENGE) from err
     structlog.contextvars.bind_contextvars(user_id=principal.user_id)
     request.state.principal = principal
+    # the user directory: people (not API keys or apps), throttled per user; never fails the request
+    await resources.sign_ins.seen(principal)
     return principal
 
 

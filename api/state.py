@@ -18,6 +18,8 @@ from infra.db.api_keys_repo import ApiKeyRepository
 from infra.db.chat_repo import ChatRepository
 from infra.db.knowledge_repo import KnowledgeRepository
 from infra.db.tools_repo import ToolsRepository
+from infra.db.users_repo import UserDirectory
+from infra.identity_directory import SignInRecorder
 from infra.rate_limit import ConcurrencyGuard, RateLimiter
 from infra.settings import Settings
 from infra.turn_events import TurnEventStream
@@ -48,6 +50,8 @@ class ApiResources:
     audit: AuditLog = field(init=False)
     api_keys: ApiKeyService = field(init=False)
     web_sessions: WebSessionStore = field(init=False)
+    users: UserDirectory = field(init=False)
+    sign_ins: SignInRecorder = field(init=False)
     rate_limiter: RateLimiter = field(init=False)
     concurrency: ConcurrencyGuard = field(init=False)
 
@@ -60,6 +64,10 @@ class ApiResources:
         self.audit = AuditLog(self.pool, hmac_key=settings.resolved_audit_hmac_key)
         self.api_keys = ApiKeyService(ApiKeyRepository(self.pool), max_ttl_days=settings.api_key_max_ttl_days)
         self.web_sessions = WebSessionStore(self.redis, ttl_s=settings.session_ttl_s)
+        self.users = UserDirectory(self.pool)
+        self.sign_ins = SignInRecorder(
+            self.users, self.redis, interval_s=settings.directory_record_interval_s
+        )
         self.rate_limiter = RateLimiter(
             self.redis, per_minute=settings.rate_limit_per_minute, fail_mode=settings.rate_limit_fail_mode
         )

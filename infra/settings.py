@@ -165,6 +165,10 @@ class Settings(BaseSettings):
     web_scopes: list[str] = Field(default_factory=list)
     session_cookie_secure: bool = True
     session_ttl_s: int = Field(default=8 * 3600, ge=60)
+    # --- user directory (docs/identity.md#user-directory) --------------------
+    #: A person's requests record them in the directory at most once per this many
+    #: seconds (for the same email, name, groups and roles); web sign-ins always do.
+    directory_record_interval_s: int = Field(default=300, ge=1, le=86_400)
     # --- API keys ------------------------------------------------------------
     api_key_max_ttl_days: int = Field(default=365, ge=1)
 

@@ -177,6 +177,7 @@ async def _finish(request: Request, resources: ResourcesDep, params: dict[str, s
         raise ApiError(ErrorCode.LOGIN_FAILED, "the sign-in did not complete; start again") from failure
     session = await resources.web_sessions.create(principal.model_copy(update={"auth_method": "session"}))
     await _audit(request, resources, AuditEvent.LOGIN, principal.user_id, "success", method="oidc")
+    await resources.sign_ins.signed_in(session.principal)  # the user directory, always at sign-in
     # 303: the browser follows with a GET even after the IdP's form post
     response = RedirectResponse(next_path, status_code=303)
     response.delete_cookie(LOGIN_COOKIE, path=CALLBACK_PATH, secure=resources.settings.session_cookie_secure)

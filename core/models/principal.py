@@ -26,8 +26,12 @@ class Principal(BaseModel):
     groups: tuple[str, ...] = ()
     roles: tuple[str, ...] = ()
     #: ``dev`` | ``oidc`` (a person's EntraID token) | ``service_principal`` (client credentials)
-    #: | ``api_key`` | ``session`` (web sign-in cookie)
+    #: | ``api_key`` | ``session`` (web sign-in cookie) | ``slack`` (a Slack user acting as the
+    #: Keel user with the same verified email, from the user directory)
     auth_method: str = "dev"
+    #: An EntraID guest (B2B) account, by its token's ``acct`` / ``idp`` / ``#EXT#`` signals.
+    #: Guests may call the API, but are not recorded in the user directory.
+    guest: bool = False
     #: An API key's scopes (permission names); ``None`` means all the roles grant.
     scopes: tuple[str, ...] | None = None
     api_key_id: str | None = None

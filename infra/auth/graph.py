@@ -74,7 +74,7 @@ class GraphGroupResolver:
                 return [str(g) for g in json.loads(cached)]
         try:
             groups = await self._fetch(object_id)
-        except (httpx.HTTPError, ValueError) as exc:
+        except (httpx.HTTPError, ValueError, OSError) as exc:  # OSError: MSAL's requests
             log.warning("oidc.graph_groups_failed", object_id=object_id, error=str(exc))
             raise KeelError(
                 ErrorCode.UPSTREAM_UNAVAILABLE, "group membership cannot be read from Microsoft Graph"
@@ -84,7 +84,21 @@ class GraphGroupResolver:
         log.info("oidc.graph_groups_fetched", object_id=object_id, count=len(groups))
         return groups
 
-    async def _app_token(self) -> str:
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        return self._http
+
+    @property
+    def base_url(self) -> str:
+        """``KEEL_GRAPH_BASE_URL`` without a trailing slash."""
+        return self._base
+
+    async def app_token(self) -> str:
+        """Keel's own Graph token (client credentials; MSAL reuses it until it nears expiry)."""
         app = await self._msal_app.get()
         result: dict[str, Any] = await asyncio.to_thread(app.acquire_token_for_client, [self._scope])
         token = result.get("access_token")
@@ -93,7 +107,7 @@ class GraphGroupResolver:
         return token
 
     async def _fetch(self, object_id: str) -> list[str]:
-        token = await self._app_token()
+        token = await self.app_token()
         url: str | None = f"{self._base}/v1.0/users/{quote(object_id, safe='')}/getMemberObjects"
         groups: list[str] = []
         for _ in range(_MAX_PAGES):

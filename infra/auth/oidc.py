@@ -18,7 +18,8 @@ Claims → :class:`Principal`: ``user_id`` = ``oid`` else ``sub``; email from
 ``email`` / ``preferred_username`` / ``upn``; name from ``name``; groups from
 ``groups`` (or Microsoft Graph on group overage); roles = the Keel roles among
 the ``roles`` claim (app roles) plus ``KEEL_ROLE_MAPPING[group]`` per group.
-Client-credentials tokens (``idtyp: app``; or, where that optional claim is
+Guest (B2B) accounts are marked (``Principal.guest``: not recorded in the user
+directory). Client-credentials tokens (``idtyp: app``; or, where that optional claim is
 not configured, no ``scp`` and ``oid == sub``) are service principals: they act
 with their app roles only, and one without any Keel app role is refused.
 """
@@ -72,6 +73,26 @@ def is_app_token(claims: Mapping[str, Any]) -> bool:
         return False
     oid = claims.get("oid")
     return isinstance(oid, str) and bool(oid) and oid == claims.get("sub")
+
+
+def is_guest_account(claims: Mapping[str, Any]) -> bool:
+    """EntraID's signals for a guest (B2B) account: the optional ``acct`` claim (0 member,
+    1 guest) when present; else, in an EntraID token (it has ``tid``), an ``idp`` (who
+    authenticated the user) other than the tenant's issuer, or ``#EXT#`` in the user
+    principal name. Other providers' tokens (no ``tid``) are members."""
+    acct = claims.get("acct")
+    if acct in (0, "0"):
+        return False
+    if acct in (1, "1"):
+        return True
+    tenant = claims.get("tid")
+    if not isinstance(tenant, str) or not tenant:
+        return False
+    idp = claims.get("idp")
+    if isinstance(idp, str) and idp and idp not in {claims.get("iss"), f"https://sts.windows.net/{tenant}/"}:
+        return True
+    names = (claims.get(c) for c in ("upn", "unique_name", "preferred_username"))
+    return any(isinstance(n, str) and "#EXT#" in n.upper() for n in names)
 
 
 def _str_claim(claims: Mapping[str, Any], *names: str) -> str | None:
@@ -198,6 +219,7 @@ class OidcVerifier:
             groups=tuple(groups),
             roles=tuple(sorted(roles)),
             auth_method="oidc",
+            guest=is_guest_account(claims),
         )
 
     async def _groups(self, claims: Mapping[str, Any], user_id: str) -> list[str]:

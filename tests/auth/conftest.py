@@ -31,10 +31,10 @@ def _issuer() -> Iterator[FakeOidcIssuer]:
 
 @pytest.fixture
 def idp(_issuer: FakeOidcIssuer) -> FakeOidcIssuer:
-    """The issuer with a fresh test user (new object id), no Graph data, counters at zero."""
+    """The issuer with a fresh test user (new object id), no Graph data (groups, users),
+    counters at zero."""
     _issuer.user = FakeUser()
-    _issuer.graph_groups = {}
-    _issuer.graph_page_size = 2
+    _issuer.reset_graph()
     _issuer.client_app_roles = []
     _issuer.jwks_unavailable = False
     _issuer.reset_counters()

@@ -16,6 +16,8 @@ Endpoints (``{root}`` = ``https://127.0.0.1:PORT``, ``{t}`` = the tenant id)
             the client secret is checked
     ``POST {root}/v1.0/users/{oid}/getMemberObjects``           Graph (app token required;
             ``graph_page_size`` ids per page, ``@odata.nextLink`` paging)
+    ``GET  {root}/v1.0/users?$filter=…&$select=…``               Graph's users by mail or UPN
+            (``add_graph_user``); both Graph endpoints: tests/fakes/fake_graph.py
 
 Helpers: ``issue(**claims)`` signs an access token (``version=1`` or ``2``
 shaped), ``rotate()`` publishes a new key and retires the current one,
@@ -56,6 +58,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp
 
+from tests.fakes.fake_graph import FakeGraph, add_graph_routes
 from tests.fakes.threaded_server import ThreadedServer
 
 TOKEN_TTL_S = 3600
@@ -177,7 +180,7 @@ def _tls_files(directory: Path) -> tuple[Path, Path, Path]:
     return ca_path, cert_path, key_path
 
 
-class FakeOidcIssuer(ThreadedServer):
+class FakeOidcIssuer(FakeGraph, ThreadedServer):
     """An EntraID-shaped OIDC issuer on ``https://127.0.0.1:<free port>`` (daemon thread)."""
 
     server_name = "fake OIDC issuer"
@@ -191,9 +194,8 @@ class FakeOidcIssuer(ThreadedServer):
         self.client_app_roles: list[str] = []
         self.service_principal_oid = str(uuid.uuid4())
         self.user = FakeUser()
-        self.graph_groups: dict[str, list[str]] = {}
-        self.graph_page_size = 2
         self._lock = threading.Lock()
+        self.reset_graph()
         self._keys: list[SigningKey] = [new_signing_key()]
         self.retired_keys: list[SigningKey] = []
         self._codes: dict[str, _PendingCode] = {}
@@ -201,7 +203,6 @@ class FakeOidcIssuer(ThreadedServer):
         self.jwks_requests = 0
         #: answer the JWKS endpoint with 503 (an IdP outage)
         self.jwks_unavailable = False
-        self.graph_requests = 0
         self.token_requests: list[dict[str, str]] = []
         self.token_errors: list[str] = []
         self._tmp = tempfile.TemporaryDirectory(prefix="keel-oidc-")
@@ -494,28 +495,6 @@ class FakeOidcIssuer(ThreadedServer):
             self.token_errors.append(description)
         return JSONResponse({"error": error, "error_description": description}, status_code=400)
 
-    def _graph_member_objects(self, oid: str, skip: int, authorization: str | None) -> Response:
-        with self._lock:
-            self.graph_requests += 1
-        token = (authorization or "").removeprefix("Bearer ").strip()
-        if not token or self.verify_app_token(token, audience=self.root_url) is None:
-            return JSONResponse(
-                {"error": {"code": "InvalidAuthenticationToken", "message": "Access token is invalid."}}, 401
-            )
-        groups = self.graph_groups.get(oid)
-        if groups is None:
-            return JSONResponse({"error": {"code": "Request_ResourceNotFound", "message": oid}}, 404)
-        page = groups[skip : skip + self.graph_page_size]
-        body: dict[str, Any] = {
-            "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(Edm.String)",
-            "value": page,
-        }
-        if skip + self.graph_page_size < len(groups):
-            body["@odata.nextLink"] = (
-                f"{self.root_url}/v1.0/users/{oid}/getMemberObjects?$skiptoken={skip + self.graph_page_size}"
-            )
-        return JSONResponse(body)
-
 
 def _form_post_page(action: str, fields: dict[str, str]) -> str:
     """What EntraID answers for ``response_mode=form_post``: a self-submitting form."""
@@ -570,12 +549,5 @@ def _build_app(fake: FakeOidcIssuer) -> FastAPI:
         form = {k: str(v) for k, v in (await request.form()).items()}
         return fake._token(form, request.headers.get("authorization"))
 
-    @app.post("/v1.0/users/{oid}/getMemberObjects")
-    async def get_member_objects(oid: str, request: Request) -> Response:
-        body = await request.json()
-        if not isinstance(body, dict) or "securityEnabledOnly" not in body:
-            return JSONResponse({"error": {"code": "BadRequest", "message": "securityEnabledOnly"}}, 400)
-        skip = int(request.query_params.get("$skiptoken", "0"))
-        return fake._graph_member_objects(oid, skip, request.headers.get("authorization"))
-
+    add_graph_routes(app, fake)
     return app
