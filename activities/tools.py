@@ -255,6 +255,21 @@ class ToolActivities:
         )
         if inp.arguments_ref:  # the call will not run: its secrets are not kept
             await self._repo.forget_arguments(inp.arguments_ref)
+        record = await self._repo.approval(inp.approval_id)
+        if record is not None:  # channels showing the request rewrite it (docs/api.md, Events)
+            await self._events.publish(
+                record.turn_id,
+                "approval.decided",
+                {
+                    "turn_id": record.turn_id,
+                    "id": record.id,
+                    "tool": record.tool,
+                    "arguments": record.arguments,
+                    "status": inp.status,
+                    "decided_by": inp.decided_by,
+                    "decided_by_name": inp.decided_by_name,
+                },
+            )
         log.info("tool.approval_decided", approval_id=inp.approval_id, status=inp.status, by=inp.decided_by)
 
     @activity.defn

@@ -35,6 +35,7 @@ _STATUS_BY_CODE: dict[str, int] = {
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.INSUFFICIENT_SCOPE: 403,
     ErrorCode.CSRF_FAILED: 403,
+    ErrorCode.INVALID_SIGNATURE: 401,
     ErrorCode.LOGIN_FAILED: 401,
     ErrorCode.DEV_AUTH_DISABLED: 404,
     ErrorCode.NOT_FOUND: 404,

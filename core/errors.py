@@ -26,6 +26,7 @@ class ErrorCode(StrEnum):
     FORBIDDEN = "forbidden"
     INSUFFICIENT_SCOPE = "insufficient_scope"
     CSRF_FAILED = "csrf_failed"
+    INVALID_SIGNATURE = "invalid_signature"
     LOGIN_FAILED = "login_failed"
     DEV_AUTH_DISABLED = "dev_auth_disabled"
     # resources

@@ -54,3 +54,43 @@ KIND_KNOWLEDGE_QUERY = "knowledge-query"
 def knowledge_query_workflow_id(request_id: str) -> str:
     """One per ``POST /knowledge-bases/{id}/query`` request (a read: nothing to deduplicate)."""
     return f"kbquery-{request_id}"
+
+
+KIND_SLACK = "slack"
+
+
+def _digest(*parts: str) -> str:
+    import hashlib
+
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+def slack_turn_workflow_id(team_id: str, channel_id: str, message_ts: str) -> str:
+    """One per Slack message: an ``app_mention`` and the ``message`` for the same ts, and
+    Slack's retried deliveries of either, are the same workflow (docs/slack.md, Dedup)."""
+    return f"slack-turn-{team_id}-{channel_id}-{message_ts}"
+
+
+def slack_command_workflow_id(team_id: str, trigger_id: str) -> str:
+    return f"slack-command-{team_id}-{_digest(trigger_id)}"
+
+
+def slack_file_workflow_id(team_id: str, file_id: str) -> str:
+    return f"slack-file-{team_id}-{file_id}"
+
+
+def slack_action_workflow_id(team_id: str, approval_id: str, slack_user_id: str, action_ts: str) -> str:
+    """One click on an approval button (a redelivery of the same click is the same workflow)."""
+    return f"slack-approval-{team_id}-{approval_id}-{slack_user_id}-{_digest(action_ts)}"
+
+
+def slack_turn_id(team_id: str, channel_id: str, message_ts: str) -> str:
+    """The chat turn (Update id) of a Slack message: the same message is the same turn."""
+    return _digest("slack-turn", team_id, channel_id, message_ts)
+
+
+def slack_session_id(
+    team_id: str, channel_id: str, thread_ts: str, user_id: str, generation: str = ""
+) -> str:
+    """The Keel session of one person in one Slack thread (``generation`` rotates ``/keel ask``'s)."""
+    return "slack-" + _digest("slack-session", team_id, channel_id, thread_ts, user_id, generation)

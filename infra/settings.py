@@ -196,6 +196,26 @@ class Settings(BaseSettings):
     audit_syslog_address: str | None = None
     audit_task_queue: str = "keel-audit"
 
+    # --- Slack (docs/slack.md) -------------------------------------------------
+    #: The bot token (``xoxb-…``); Slack is off while it is unset.
+    slack_bot_token: SecretStr | None = None
+    #: Verifies every request Slack sends to ``/slack/*`` (required with the HTTP endpoints).
+    slack_signing_secret: SecretStr | None = None
+    #: The app-level token (``xapp-…``) for Socket Mode (``keel slack``).
+    slack_app_token: SecretStr | None = None
+    #: Slack's Web API base URL (a local server in tests); ends with ``/``.
+    slack_api_url: str = "https://slack.com/api/"
+    #: Where links in Slack answers point (the web UI), e.g. ``https://keel.example.com``.
+    web_base_url: str = "http://127.0.0.1:8000"
+    #: The task queue of the Slack workflows (run by ``keel worker`` when the bot token is set).
+    slack_task_queue: str = "keel-slack"
+    #: How long a Slack user's profile and a channel's member list are cached (Redis).
+    slack_cache_s: int = Field(default=300, ge=0)
+    #: Slack posts at most one update per channel this often (Slack allows about 1/s).
+    slack_post_interval_s: float = Field(default=1.0, ge=0.0, le=10.0)
+    #: The most characters the bot streams into one Slack message before it goes on in the next.
+    slack_message_max_chars: int = Field(default=11_000, ge=500, le=12_000)
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -273,6 +293,11 @@ class Settings(BaseSettings):
         return self
 
     # --- end of edge hardening (issue 9) --------------------------------------
+
+    @property
+    def slack_enabled(self) -> bool:
+        """The Slack bot runs when it has a bot token (``/slack/*`` then need the signing secret)."""
+        return self.slack_bot_token is not None
 
     # --- identity, derived ---------------------------------------------------
     @property

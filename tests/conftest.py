@@ -33,12 +33,12 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from api.main import create_app
 from infra.db.migrate import apply_migrations
 from infra.devstack import DevStack
 from infra.knowledge import open_knowledge
 from infra.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
+from workers.api_app import build_api
 from workers.api_server import bind_socket, serving, start_server
 from workers.runtime import running_workers
 from workflows import search_attributes
@@ -231,13 +231,13 @@ class RunningApi:
 async def serve_api(settings: Settings) -> tuple[uvicorn.Server, asyncio.Task[None]]:
     """The API of ``settings`` on its port (the harness of ``keel api``/``keel dev``),
     returned once it serves; stop it with ``server.should_exit = True; await task``."""
-    return await start_server(create_app(settings), bind_socket("127.0.0.1", settings.api_port))
+    return await start_server(build_api(settings), bind_socket("127.0.0.1", settings.api_port))
 
 
 @asynccontextmanager
 async def running_api(settings: Settings) -> AsyncIterator[RunningApi]:
     """The API only (no worker), served until the block ends."""
-    async with serving(create_app(settings), bind_socket("127.0.0.1", settings.api_port)):
+    async with serving(build_api(settings), bind_socket("127.0.0.1", settings.api_port)):
         running = RunningApi(settings)
         try:
             yield running

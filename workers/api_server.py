@@ -21,9 +21,9 @@ from typing import Final, Literal
 import uvicorn
 from starlette.types import ASGIApp
 
-from api.main import create_app
 from api.metrics import create_metrics_app
 from infra.settings import Settings
+from workers.api_app import build_api
 
 _START_TIMEOUT_S: Final = 60.0
 _POLL_S: Final = 0.02
@@ -143,7 +143,7 @@ async def serving_api(settings: Settings, *, api_sock: socket.socket | None = No
     )
     sock = api_sock or bind_socket(settings.api_host, settings.api_port)
     async with AsyncExitStack() as stack:
-        await stack.enter_async_context(serving(create_app(settings), sock))
+        await stack.enter_async_context(serving(build_api(settings), sock))
         if metrics_sock is not None:
             await stack.enter_async_context(
                 serving(create_metrics_app(settings), metrics_sock, lifespan="off")

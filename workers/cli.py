@@ -1,4 +1,4 @@
-"""The ``keel`` command: ``keel dev | api | worker | migrate | kb | audit``."""
+"""The ``keel`` command: ``keel dev | api | worker | slack | migrate | kb | audit``."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     sub.add_parser("dev", help="run the whole platform on this machine (embedded engines)")
     sub.add_parser("api", help="run the API server")
     sub.add_parser("worker", help="run the chat worker")
+    sub.add_parser("slack", help="connect the Slack bot over Socket Mode (KEEL_SLACK_APP_TOKEN)")
     sub.add_parser("migrate", help="apply database migrations")
     add_kb_parser(sub)
     add_audit_parser(sub)
@@ -50,6 +51,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         from workers.worker_main import run_worker
 
         asyncio.run(run_worker(settings))
+    elif args.command == "slack":
+        from slack_app.socket_mode import SlackNotConfigured, run_socket_mode
+
+        try:
+            asyncio.run(run_socket_mode(settings))
+        except SlackNotConfigured as err:
+            sys.stderr.write(f"keel slack: {err}\n")
+            raise SystemExit(2) from err
     elif args.command == "migrate":
         from infra.db.migrate import apply_migrations
 

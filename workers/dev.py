@@ -28,12 +28,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 
-from api.main import create_app
 from infra.db.migrate import apply_migrations
 from infra.devstack import DevStack, DevStackError
 from infra.settings import Settings
 from infra.temporal_client import connect_temporal
 from infra.temporal_setup import ensure_search_attributes
+from workers.api_app import build_api
 from workers.api_server import PortInUse, bind_socket, serving
 
 log = structlog.get_logger(__name__)
@@ -205,7 +205,7 @@ async def run_dev(settings: Settings) -> None:
         await ensure_search_attributes(client, resolved.temporal_namespace)
         worker = WorkerSupervisor(worker_environment(resolved, os.environ))
         worker_pid = await worker.start()
-        async with serving(create_app(resolved), api_sock):
+        async with serving(build_api(resolved), api_sock):
             serving_now = True
             ui = (
                 f"http://127.0.0.1:{resolved.temporal_ui_port}" if settings.temporal_address is None else None

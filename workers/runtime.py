@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from temporalio.client import Client
 
@@ -12,6 +12,7 @@ from infra.settings import Settings
 from workers.audit_worker import running_audit_worker
 from workers.chat_worker import build_chat_worker, chat_activities
 from workers.ingest_worker import build_ingest_worker, ingest_activities
+from workers.slack_worker import running_slack_worker
 
 
 @asynccontextmanager
@@ -27,5 +28,8 @@ async def running_workers(
         build_chat_worker(client, settings, chat),
         build_ingest_worker(client, settings, ingest),
         running_audit_worker(client, settings),
+        AsyncExitStack() as slack,
     ):
+        if settings.slack_enabled:  # the Slack workflows, on their own task queue
+            await slack.enter_async_context(running_slack_worker(client, settings))
         yield

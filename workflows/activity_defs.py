@@ -56,6 +56,22 @@ with workflow.unsafe.imports_passed_through():
         SettleBudgetInput,
         SettleBudgetResult,
     )
+    from core.models.slack import (
+        DeliverTurnInput,
+        QuestionPost,
+        RelayInput,
+        RelayOutcome,
+        SlackApprovalClick,
+        SlackApprovalOutcome,
+        SlackCommand,
+        SlackFileImport,
+        SlackFileShare,
+        SlackMessage,
+        SlackNotice,
+        SlackReply,
+        SlackResponse,
+        SlackTurnPlan,
+    )
     from core.models.tools import (
         CallToolInput,
         CallToolResult,
@@ -162,3 +178,53 @@ class AuditActivities(Protocol):
 
     @activity.defn
     async def export_batch(self, inp: ExportBatchInput) -> ExportBatchResult: ...
+
+
+class SlackTurnActivities(Protocol):
+    """activities.slack_turns.SlackTurnActivities (chat task queue)."""
+
+    @activity.defn
+    async def prepare_turn(self, msg: SlackMessage) -> SlackTurnPlan: ...
+
+    @activity.defn
+    async def post_question(self, inp: QuestionPost) -> str: ...
+
+    @activity.defn
+    async def post_notice(self, inp: SlackNotice) -> None: ...
+
+
+class SlackRelayActivities(Protocol):
+    """activities.slack_relay.SlackRelayActivities (chat task queue)."""
+
+    @activity.defn
+    async def relay_reply(self, inp: RelayInput) -> RelayOutcome: ...
+
+
+class SlackDeliveryActivities(Protocol):
+    """slack_app.delivery.SlackDeliveryActivities (chat task queue)."""
+
+    @activity.defn
+    async def deliver_turn(self, inp: DeliverTurnInput) -> None: ...
+
+    @activity.defn
+    async def decide_from_slack(self, click: SlackApprovalClick) -> SlackApprovalOutcome: ...
+
+
+class SlackFileActivities(Protocol):
+    """activities.slack_files.SlackFileActivities (chat task queue)."""
+
+    @activity.defn
+    async def import_file(self, share: SlackFileShare) -> SlackFileImport: ...
+
+    @activity.defn
+    async def post_reply(self, reply: SlackReply) -> None: ...
+
+
+class SlackCommandActivities(Protocol):
+    """activities.slack_commands.SlackCommandActivities (chat task queue)."""
+
+    @activity.defn
+    async def run_command(self, cmd: SlackCommand) -> str: ...
+
+    @activity.defn
+    async def respond(self, response: SlackResponse) -> None: ...

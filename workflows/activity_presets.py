@@ -63,6 +63,23 @@ VECTOR = _options(timeout=10 * _S, attempts=2, first_retry=_S / 2)
 AUDIT_BATCH = _options(timeout=60 * _S, attempts=5, first_retry=2 * _S, max_interval=60 * _S)
 
 
+#: One Slack Web API call (a post, a lookup): 30 s, 8 attempts. A 429 waits Slack's
+#: ``Retry-After`` instead of the backoff (the activity sets its next retry delay).
+SLACK_CALL = _options(timeout=30 * _S, attempts=8, first_retry=_S, max_interval=60 * _S)
+
+
+#: Downloading a shared file from Slack into the blob store (up to KEEL_INGEST_MAX_FILE_BYTES).
+SLACK_DOWNLOAD = _options(timeout=5 * 60 * _S, attempts=5, first_retry=2 * _S, max_interval=60 * _S)
+
+
+def slack_relay(*, timeout_s: int) -> dict[str, Any]:
+    """Streaming one turn into Slack: as long as the turn may take (approvals included),
+    heartbeating; a retry (after a crash or a 429) goes on from its checkpoint."""
+    return _options(
+        timeout=timeout_s * _S, attempts=10, first_retry=_S, max_interval=60 * _S, heartbeat=30 * _S
+    )
+
+
 def tool_call(*, timeout_s: int, max_retries: int) -> dict[str, Any]:
     """One MCP tool call: the tool's own timeout and retry count (from its allowlist entry)."""
     return _options(timeout=timeout_s * _S, attempts=max_retries + 1, first_retry=_S, max_interval=30 * _S)

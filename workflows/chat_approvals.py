@@ -118,6 +118,7 @@ class Approvals:
                 approval_id=approval.id,
                 status=status,
                 decided_by=decided.decided_by if decided else None,
+                decided_by_name=decided.decided_by_name if decided else None,
                 comment=decided.comment if decided else None,
                 arguments_ref=call.arguments_ref if status != "approved" else None,
             ),

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    SearchAttributeUpdate,
+    TypedSearchAttributes,
+)
 
 from core import names
 
@@ -23,3 +28,8 @@ def for_chat(*, user_id: str, session_id: str) -> TypedSearchAttributes:
 
 def for_kind(*, user_id: str, kind: str) -> TypedSearchAttributes:
     return TypedSearchAttributes([SearchAttributePair(USER_ID, user_id), SearchAttributePair(KIND, kind)])
+
+
+def updates_for_kind(*, user_id: str, kind: str) -> list[SearchAttributeUpdate[str]]:
+    """For a workflow that learns whose it is only after it started (the Slack ones)."""
+    return [USER_ID.value_set(user_id), KIND.value_set(kind)]

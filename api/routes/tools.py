@@ -369,6 +369,7 @@ async def decide_approval(
             approval_id=approval_id,
             approved=body.decision == "approve",
             decided_by=principal.user_id,
+            decided_by_name=principal.display_name or principal.email,
             comment=body.comment,
         ),
     )

@@ -82,6 +82,8 @@ class ApprovalDecision(BaseModel):
     approval_id: str
     approved: bool
     decided_by: str
+    #: How the decider is shown (a name, or a Slack mention ``<@U…>``); None: ``decided_by``.
+    decided_by_name: str | None = None
     comment: str | None = None
 
 
@@ -132,6 +134,7 @@ class ResolveApprovalInput(BaseModel):
     approval_id: str
     status: ApprovalStatus
     decided_by: str | None = None
+    decided_by_name: str | None = None
     comment: str | None = None
     #: The full arguments of a call that will not run (denied, expired): forgotten now.
     arguments_ref: str | None = None

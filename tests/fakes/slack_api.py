@@ -502,6 +502,7 @@ class FakeSlack(ThreadedServer):
             "users.lookupByEmail": self._users_lookup_by_email,
             "conversations.info": self._conversations_info,
             "conversations.members": self._conversations_members,
+            "conversations.open": self._conversations_open,
             "chat.postMessage": self._chat_post_message,
             "chat.postEphemeral": self._chat_post_ephemeral,
             "chat.update": self._chat_update,
@@ -956,6 +957,22 @@ class FakeSlack(ThreadedServer):
 
     def _conversations_info(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"channel": self._channel(params).as_slack(self.bot_user_id)}
+
+    def _conversations_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The bot's DM with ``users`` (one user id): the existing IM, or a new one ``D<user>``."""
+        user = _str(params, "users") or ""
+        if "," in user:
+            raise _SlackError("not_implemented")  # group DMs (mpim) are not faked
+        if user not in self._users:
+            raise _SlackError("user_not_found")
+        for channel in self._channels.values():
+            if channel.is_im and channel.user == user:
+                return {"channel": {"id": channel.id}}
+        channel_id = f"D{user}"
+        self._channels[channel_id] = _Channel(
+            channel_id, None, [user, self.bot_user_id], True, False, False, user
+        )
+        return {"channel": {"id": channel_id}}
 
     def _conversations_members(self, params: dict[str, Any]) -> dict[str, Any]:
         """Paginated like Slack: an opaque ``next_cursor`` (``""`` on the last page)."""

@@ -24,9 +24,14 @@ import activities.budget
 import activities.chat
 import activities.ingest
 import activities.knowledge_query
+import activities.slack_commands
+import activities.slack_files
+import activities.slack_relay
+import activities.slack_turns
 import activities.tools
+import slack_app.delivery
 from infra.settings import Settings
-from workers import audit_worker, chat_worker, ingest_worker
+from workers import audit_worker, chat_worker, ingest_worker, slack_worker
 from workflows import activity_defs
 
 _ROOT = Path(__file__).resolve().parents[2]
@@ -40,6 +45,11 @@ def _implementations_satisfy_protocols(
     query: activities.knowledge_query.KnowledgeQueryActivities,
     ingest: activities.ingest.IngestActivities,
     audit: activities.audit.AuditActivities,
+    slack_turns: activities.slack_turns.SlackTurnActivities,
+    slack_relay: activities.slack_relay.SlackRelayActivities,
+    slack_delivery: slack_app.delivery.SlackDeliveryActivities,
+    slack_files: activities.slack_files.SlackFileActivities,
+    slack_commands: activities.slack_commands.SlackCommandActivities,
 ) -> list[object]:
     """Never called: mypy fails here if a method's signature departs from its protocol."""
     as_chat: activity_defs.ChatActivities = chat
@@ -48,7 +58,13 @@ def _implementations_satisfy_protocols(
     as_query: activity_defs.KnowledgeQueryActivities = query
     as_ingest: activity_defs.IngestActivities = ingest
     as_audit: activity_defs.AuditActivities = audit
-    return [as_chat, as_tools, as_budget, as_query, as_ingest, as_audit]
+    as_slack_turns: activity_defs.SlackTurnActivities = slack_turns
+    as_slack_relay: activity_defs.SlackRelayActivities = slack_relay
+    as_slack_delivery: activity_defs.SlackDeliveryActivities = slack_delivery
+    as_slack_files: activity_defs.SlackFileActivities = slack_files
+    as_slack_commands: activity_defs.SlackCommandActivities = slack_commands
+    slack = [as_slack_turns, as_slack_relay, as_slack_delivery, as_slack_files, as_slack_commands]
+    return [as_chat, as_tools, as_budget, as_query, as_ingest, as_audit, *slack]
 
 
 def _definition(fn: Callable[..., Any]) -> Any:
@@ -85,7 +101,7 @@ def workers() -> list[_Registered]:
     patch = pytest.MonkeyPatch()
     _RecordingWorker.built = []
     try:
-        for module in (chat_worker, ingest_worker, audit_worker):
+        for module in (chat_worker, ingest_worker, audit_worker, slack_worker):
             patch.setattr(module, "Worker", _RecordingWorker)
         chat_worker.build_chat_worker(
             None,  # type: ignore[arg-type]
@@ -99,6 +115,17 @@ def workers() -> list[_Registered]:
         )
         ingest_worker.build_ingest_worker(None, settings, _bare(activities.ingest.IngestActivities))  # type: ignore[arg-type]
         audit_worker.build_audit_worker(None, settings, _bare(activities.audit.AuditActivities))  # type: ignore[arg-type]
+        slack_worker.build_slack_worker(
+            None,  # type: ignore[arg-type]
+            settings,
+            slack_worker.SlackWorkerActivities(
+                turns=_bare(activities.slack_turns.SlackTurnActivities),
+                relay=_bare(activities.slack_relay.SlackRelayActivities),
+                delivery=_bare(slack_app.delivery.SlackDeliveryActivities),
+                files=_bare(activities.slack_files.SlackFileActivities),
+                commands=_bare(activities.slack_commands.SlackCommandActivities),
+            ),
+        )
     finally:
         patch.undo()
     return list(_RecordingWorker.built)
