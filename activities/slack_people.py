@@ -23,22 +23,8 @@ from infra.slack_web import SlackCallFailed, slack_call
 
 Refusal = Literal["unknown_user", "guest", "disabled", "bot", "no_email"]
 _MAX_MEMBERS = 1000
-
-
-class DirectoryEntry(Protocol):
-    user_id: str
-    email: str | None
-    display_name: str | None
-    groups: tuple[str, ...]
-    roles: tuple[str, ...]
-
-
-class EmailResolutionLike(Protocol):
-    @property
-    def status(self) -> str: ...
-
-    @property
-    def user(self) -> DirectoryEntry | None: ...
+#: Group ids an audience may carry in all (it travels in workflow payloads, ~2 MB at most).
+_MAX_AUDIENCE_GROUPS = 10_000
 
 
 class EmailResolver(Protocol):
@@ -168,7 +154,12 @@ class SlackPeople:
                 return Audience(members=list(resolved.values()), unresolved_members=unresolved + 1), False
             else:
                 unresolved += 1
-        return Audience(members=list(resolved.values()), unresolved_members=unresolved), True
+        members = list(resolved.values())
+        if sum(len(m.groups) for m in members) > _MAX_AUDIENCE_GROUPS:
+            # Too many group memberships to carry: read as if someone were unresolved (org only).
+            members = [AudienceMember(user_id=m.user_id) for m in members]
+            unresolved = max(unresolved, 1)
+        return Audience(members=members, unresolved_members=unresolved), True
 
 
 class GroupMembers(Protocol):

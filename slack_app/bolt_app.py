@@ -18,8 +18,7 @@ def build_bolt_app(settings: Settings, temporal: Client) -> AsyncApp:
     token = settings.slack_bot_token.get_secret_value()
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     app = AsyncApp(
-        token=token,
-        signing_secret=secret,
+        signing_secret=secret,  # the token comes with the client
         client=AsyncWebClient(token=token, base_url=settings.slack_api_url, timeout=10, retry_handlers=[]),
         # Listeners only start a workflow (milliseconds), so Slack is answered after it
         # started: an event is either in a workflow or refused (and Slack retries it).

@@ -9,6 +9,8 @@ import json
 import time
 from typing import Any
 
+from temporalio.client import Client
+
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.fakes.slack_api import FakeSlack, Message
 from tests.fakes.slack_payloads import event_callback, message_event, sign_request
@@ -174,3 +176,34 @@ async def test_bot_posts_never_unfurl(bot: SlackBot, llm: FakeOpenAI) -> None:
     assert msgs and all(m.unfurl_links is False and m.unfurl_media is False for m in msgs)
     posts = bot.slack.calls_to("chat.postMessage") + bot.slack.calls_to("chat.startStream")
     assert posts and all(str(c.params.get("unfurl_links")).lower() == "false" for c in posts)
+
+
+async def test_a_slack_turn_is_audited_and_filed_under_the_users_id_in_temporal(
+    bot: SlackBot, llm: FakeOpenAI, temporal_client: Client
+) -> None:
+    await alice(bot)
+    _, ts = await bot.dm(ALICE, ALICE_DM, "audit me")
+    await wait_answer(bot.slack, ALICE_DM, ts)
+    user_id = bot.user_id("alice")
+    admin = {"Authorization": f"Bearer {await bot.api.token('slack-auditor', roles=['OrgAdmin'])}"}
+    resp = await bot.api.http.get(
+        "/api/v1/admin/audit", params={"user_id": user_id, "event": "session.started"}, headers=admin
+    )
+    assert resp.status_code == 200, resp.text
+    entries = resp.json()["events"]
+    assert len(entries) == 1
+    details = entries[0]["details"]
+    assert details["channel"] == "slack" and details["slack_channel"] == ALICE_DM
+    assert details["visibility"] == "dm"
+
+    async def kinds() -> set[str]:
+        found = set()
+        async for wf in temporal_client.list_workflows(f'KeelUserId = "{user_id}"'):
+            found.add(wf.workflow_type)
+        return found
+
+    for _ in range(50):  # visibility is eventually consistent
+        if {"SlackTurnWorkflow", "ChatSessionWorkflow"} <= await kinds():
+            break
+        await asyncio.sleep(0.2)
+    assert {"SlackTurnWorkflow", "ChatSessionWorkflow"} <= await kinds()
