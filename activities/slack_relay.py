@@ -48,6 +48,8 @@ log = structlog.get_logger(__name__)
 
 _STREAM_GONE = "message_not_in_streaming_state"
 _HEARTBEAT_S = 5.0
+#: Silence after which a relay checks whether the turn's events still exist.
+_LOST_AFTER_S = 120.0
 #: Slack clears a status after 2 minutes without a message; refresh before that.
 _STATUS_REFRESH_S = 90.0
 
@@ -160,11 +162,16 @@ class _Relay:
 
     async def run(self) -> RelayOutcome:
         after, last_show, shown_text = "0-0", 0.0, ""
+        last_event = time.monotonic()
         while not self._cp.done:
             batch = await self._o._events.read(self._inp.turn_id, after=after, block_ms=1000)
             for event in batch:
                 after = event.id
                 await self._on(event.event, event.data)
+            if batch:
+                last_event = time.monotonic()
+            elif time.monotonic() - last_event > _LOST_AFTER_S and await self._lost():
+                break
             if self._turn.status != "running":
                 break
             text = self._turn.text
@@ -182,6 +189,19 @@ class _Relay:
             message_ts=[m.ts for m in self._cp.messages],
             fallback=any(m.mode == "update" for m in self._cp.messages),
         )
+
+    async def _lost(self) -> bool:
+        """The turn's events are gone (expired, or Redis lost them) and no approval of ours
+        waits (a decision would write new ones): finish with what is known."""
+        waiting = any(a not in self._cp.decided for a in self._cp.approvals)
+        if waiting or await self._o._events.exists(self._inp.turn_id):
+            return False
+        log.warning("slack.turn_events_lost", turn_id=self._inp.turn_id)
+        self._turn.final = (self._turn.text + "\n\n" if self._turn.text else "") + (
+            "⚠️ I lost track of this answer here; its full text is in Keel."
+        )
+        self._turn.status = "unknown"
+        return True
 
     # -- events -------------------------------------------------------------- #
     async def _on(self, event: str, data: dict[str, Any]) -> None:
