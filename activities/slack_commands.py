@@ -66,6 +66,14 @@ class SlackCommandActivities:
         if cmd.name == "kb":
             kbs = await self._knowledge.readable_kbs(acl_filter(principal))
             mine = personal_kb_id(principal.user_id)
+            if all(kb.id != mine for kb in kbs):  # as GET /knowledge-bases: the personal one is always there
+                kbs.insert(
+                    0,
+                    await self._knowledge.ensure_personal_kb(
+                        principal.user_id, display_name=principal.display_name, email=principal.email
+                    ),
+                )
+            kbs.sort(key=lambda kb: kb.id != mine)  # yours first
             lines = []
             for kb in kbs:
                 if kb.id == mine:
@@ -77,8 +85,6 @@ class SlackCommandActivities:
                 else:
                     label = kb.name
                 lines.append(f"• {escape_mrkdwn(label)} — `{kb.id}`")
-            if not lines:
-                return "You can read no knowledge base yet. Share a file with me in a DM to start your own."
             return "*Knowledge bases you can read*\n" + "\n".join(lines)
         summary = await self._usage.summary(
             principal.user_id,

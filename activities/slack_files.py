@@ -18,7 +18,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.slack_errors import slack_failure
 from activities.slack_people import SlackPeople
-from activities.slack_turns import slack_principal
+from activities.slack_turns import refusal_text, slack_principal
 from core.errors import ErrorCode
 from core.models.audit import AuditEntry, AuditEvent
 from core.models.slack import SlackFileImport, SlackFileShare, SlackReply
@@ -69,9 +69,11 @@ class SlackFileActivities:
 
     async def _import(self, share: SlackFileShare) -> SlackFileImport:
         person = await self._people.resolve(share.team_id, share.slack_user_id)
-        if person.principal is None:
+        if person.principal is None:  # told why, as a turn would be (docs/slack.md#identity)
+            reason = person.refusal or "unknown_user"
             return SlackFileImport(
-                status="refused", notice="I don't know you in Keel yet, so I can't keep this file."
+                status="refused",
+                notice=refusal_text(reason, self._settings.web_base_url, then="share the file again"),
             )
         principal = slack_principal(person.principal)
         if not is_granted(principal, Permission.UPLOAD_DOCS):
@@ -117,7 +119,7 @@ class SlackFileActivities:
             size_bytes=blob.size_bytes,
             sha256=blob.sha256,
             blob_key=blob_key,
-            source="slack",
+            source="upload",  # documents.source is manual|upload|sync; the audit says channel: slack
             owner_type=kb.owner_type,
             owner_id=kb.owner_id,
             status="processing",

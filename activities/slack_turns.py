@@ -40,10 +40,10 @@ def slack_principal(p: SlackPrincipal) -> Principal:
     )
 
 
-def refusal_text(reason: str, web_base_url: str) -> str:
+def refusal_text(reason: str, web_base_url: str, *, then: str = "ask again") -> str:
     sign_in = f"{web_base_url.rstrip('/')}/"
     return {
-        "unknown_user": f"I don't know you in Keel yet. Sign in to Keel once at {sign_in}, then ask again.",
+        "unknown_user": f"I don't know you in Keel yet. Sign in to Keel once at {sign_in}, then {then}.",
         "no_email": "Your Slack profile has no verified email, so I can't tell who you are in Keel.",
         "guest": "Guests can't use Keel.",
         "disabled": "Your Keel account is deactivated.",
