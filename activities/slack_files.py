@@ -15,6 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.slack_errors import slack_failure
 from activities.slack_people import SlackPeople
@@ -22,6 +23,7 @@ from activities.slack_turns import refusal_text, slack_principal
 from core.errors import ErrorCode
 from core.models.audit import AuditEntry, AuditEvent
 from core.models.slack import SlackFileImport, SlackFileShare, SlackReply
+from core.names import ingest_workflow_id
 from core.policy.permissions import Permission, is_granted
 from infra.audit.log import AuditLog
 from infra.blobstore import BlobStore
@@ -153,6 +155,8 @@ class SlackFileActivities:
                 user_id=principal.user_id,
                 notice=f"*{name}* is already in your personal knowledge base.",
             )
+        if result.outcome == "new_version":
+            await self._stop_older_ingestion(doc.id, doc.version)
         return SlackFileImport(
             status="ingesting",
             document_id=doc.id,
@@ -160,6 +164,16 @@ class SlackFileActivities:
             filename=name,
             user_id=principal.user_id,
         )
+
+    async def _stop_older_ingestion(self, document_id: str, version: int) -> None:
+        """A new version: an older version's ingestion still running is terminated (as the
+        upload route does), so the workflow can start this version's under the same id."""
+        handle = self._temporal.get_workflow_handle(ingest_workflow_id(document_id))
+        try:
+            await handle.terminate(reason=f"superseded by version {version}")
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
 
     async def _download(self, url: str, limit: int) -> AsyncIterator[bytes]:
         """The file's bytes, with the bot token (Slack answers a sign-in page without it)."""

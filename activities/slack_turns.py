@@ -13,8 +13,9 @@ import uuid
 import structlog
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
-from activities.slack_errors import slack_failure
+from activities.slack_errors import SLACK_ERROR, slack_failure
 from activities.slack_format import neutralize, notification_text
 from activities.slack_people import SlackPeople
 from core.models.principal import Principal
@@ -143,7 +144,16 @@ class SlackTurnActivities:
                 unfurl_links=False,
                 unfurl_media=False,
             )
-        except (SlackCallFailed, SlackRateLimited) as err:
+        except SlackCallFailed as err:
+            if err.error in ("not_in_channel", "channel_not_found"):
+                raise ApplicationError(
+                    "I'm not a member of this channel. Invite me (/invite) and ask again, or DM me.",
+                    err.error,
+                    type=SLACK_ERROR,
+                    non_retryable=True,
+                ) from err
+            raise slack_failure(err) from err
+        except SlackRateLimited as err:
             raise slack_failure(err) from err
         ts = str(reply["ts"])
         await self._repo.link_thread(

@@ -113,7 +113,16 @@ class SlackTurnWorkflow:
         return SlackTurnOutcome(status=relayed.status, session_id=plan.session_id, turn_id=plan.turn_id)
 
     async def _notice(self, msg: SlackMessage, text: str, *, thread_ts: str | None = None) -> None:
+        """Tell the asker alone: ``/keel ask`` through its ``response_url`` (it works even
+        where the bot is not in the channel), a message ephemerally in its thread."""
         try:
+            if msg.source == "command" and msg.response_url:
+                await workflow.execute_activity_method(
+                    SlackCommandActivities.respond,
+                    SlackResponse(response_url=msg.response_url, text=text),
+                    **activity_presets.SLACK_CALL,
+                )
+                return
             await workflow.execute_activity_method(
                 SlackTurnActivities.post_notice,
                 SlackNotice(

@@ -202,3 +202,15 @@ async def test_a_command_from_someone_keel_does_not_know_is_told_to_sign_in(
     await asyncio.sleep(0.5)
     assert questions(bot.slack, GENERAL) == [], "nothing is posted in the channel for a stranger"
     assert llm.request_count == 0
+
+
+async def test_keel_ask_where_the_bot_is_not_a_member_says_so_through_the_response_url(
+    bot: SlackBot, llm: FakeOpenAI
+) -> None:
+    await alice(bot)
+    bot.slack.add_channel("CNOBOT", name="no-bot", members=[ALICE])  # the bot was never invited
+    resp = await bot.command(ALICE, "CNOBOT", "ask what is new?")
+    assert "Thinking" in ack_of(resp)["text"]
+    texts = await response_texts(bot, 1)
+    assert "not a member of this channel" in texts[0] and "Invite me" in texts[0]
+    assert llm.request_count == 0, "nothing reached the model"
