@@ -74,7 +74,7 @@ export function table(caption, headings, rows) {
       "table",
       {},
       h("caption", {}, caption),
-      h("thead", {}, h("tr", {}, headings.map((t) => h("th", { scope: "col" }, t)))),
+      h("thead", {}, h("tr", {}, headings.map((t) => h("th", { scope: "col", class: `col-${t.toLowerCase()}` }, t)))),
       h("tbody", {}, rows),
     ),
   );
