@@ -4,8 +4,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.keel-installed
+# The web UI's browser libraries (package.json / package-lock.json; served by the API)
+NODE_STAMP = node_modules/.keel-installed
 
-.PHONY: install dev test lint fmt typecheck importlint bench openapi clean-data
+.PHONY: install dev test lint fmt typecheck importlint bench openapi clean-data screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,7 +17,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+install: $(STAMP) $(NODE_STAMP)
 
 dev: install
 	$(VENV)/bin/keel dev
@@ -35,6 +41,10 @@ fmt: install
 
 bench: install
 	$(PY) -m bench.turn_overhead
+
+# the web UI's screenshots (docs/screenshots/, shown in README and docs/web.md)
+screenshots: install
+	KEEL_WEB_SCREENSHOT_DIR=docs/screenshots $(PY) -m pytest tests/web $(PYTEST_ARGS)
 
 openapi: install
 	$(PY) -m api.openapi_export docs/openapi.json

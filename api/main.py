@@ -29,6 +29,7 @@ from api.schemas import ERROR_RESPONSES, document_refusals
 from api.state import ApiKnowledge, ApiResources
 from api.text_guard import TextGuardMiddleware
 from api.upload_limits import UploadSizeLimitMiddleware
+from api.web import SecurityHeadersMiddleware, add_web_routes
 from infra.agents import AgentRegistry
 from infra.auth.oidc import OidcVerifier, oidc_http_client
 from infra.blobstore import FilesystemBlobStore
@@ -105,14 +106,16 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.resources = None
     install_error_handlers(app)
-    # Added last = outermost: request id, the text guard, the upload size limit (refuses
+    # Added last = outermost: security headers, request id, the text guard, the upload size limit (refuses
     # oversized uploads before they take a slot), then load shedding.
     app.add_middleware(ConcurrencyLimitMiddleware)
     app.add_middleware(UploadSizeLimitMiddleware)
     app.add_middleware(TextGuardMiddleware)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)  # CSP on everything but /docs and /redoc
     app.include_router(health.router)
     add_docs_routes(app)
+    add_web_routes(app)
     routers = (
         auth,
         api_keys,

@@ -70,6 +70,38 @@ async def create_dev_token(body: DevTokenRequest, settings: SettingsDep) -> Toke
     return TokenResponse(access_token=token, expires_in=settings.dev_token_ttl_s)
 
 
+@router.post(
+    "/dev-login",
+    operation_id="dev_web_login",
+    status_code=204,
+    response_class=Response,
+    responses={204: {"description": "Signed in: the session cookies are set"}},
+)
+async def dev_web_login(body: DevTokenRequest, request: Request, resources: ResourcesDep) -> Response:
+    """Start a web session for any identity you name (`KEEL_AUTH_MODE=dev` only): the same
+    `keel_session` / `keel_csrf` cookies as the EntraID callback, audited as `auth.login`.
+
+    JSON only, so another site cannot sign a browser in with a form post (login CSRF)."""
+    if resources.settings.auth_mode != "dev":
+        raise ApiError(ErrorCode.DEV_AUTH_DISABLED, "dev sign-in is only available when KEEL_AUTH_MODE=dev")
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        raise ApiError(ErrorCode.INVALID_REQUEST, "send the identity as application/json")
+    principal = Principal(
+        user_id=body.user_id,
+        email=body.email,
+        display_name=body.display_name,
+        groups=tuple(body.groups),
+        roles=tuple(body.roles),
+        auth_method="session",
+    )
+    session = await resources.web_sessions.create(principal)
+    await _audit(request, resources, AuditEvent.LOGIN, principal.user_id, "success", method="dev")
+    await resources.sign_ins.signed_in(session.principal)
+    response = Response(status_code=204)
+    _set_session_cookies(response, session, resources.settings)
+    return response
+
+
 # --- web sign-in ---------------------------------------------------------------
 def _sign_in(resources: ApiResources) -> WebSignIn:
     sign_in = resources.oidc.sign_in if resources.oidc is not None else None

@@ -26,6 +26,7 @@ from tests.fakes.openai_server import FakeOpenAI, ToolCall, ToolCalls
 #: Operations reachable without credentials (sign-in itself).
 PUBLIC = {
     ("POST", "/api/v1/auth/dev-token"),
+    ("POST", "/api/v1/auth/dev-login"),
     ("GET", "/api/v1/auth/login"),
     ("GET", "/api/v1/auth/callback"),
     ("POST", "/api/v1/auth/callback"),

@@ -1,0 +1,81 @@
+// Building the page with DOM calls and textContent: no HTML strings (the one exception is the
+// sanitised markdown of markdown.js).
+
+/** h("button", {type: "button", onclick: f}, "Send") */
+export function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith("on") && typeof value === "function") el.addEventListener(key.slice(2), value);
+    else if (key === "class") el.className = value;
+    else if (key === "dataset") Object.assign(el.dataset, value);
+    else if (value === true) el.setAttribute(key, "");
+    else el.setAttribute(key, String(value));
+  }
+  append(el, children);
+  return el;
+}
+
+export function append(el, children) {
+  for (const child of children.flat(Infinity)) {
+    if (child === undefined || child === null || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+export function clear(el) {
+  while (el.firstChild) el.firstChild.remove();
+  return el;
+}
+
+let uid = 0;
+export function nextId(prefix) {
+  uid += 1;
+  return `${prefix}-${uid}`;
+}
+
+/** A labelled control: <div class="field"><label for=id>text</label><control id=id></div>. */
+export function field(label, control, hint) {
+  if (!control.id) control.id = nextId("f");
+  const parts = [h("label", { for: control.id }, label), control];
+  if (hint) {
+    const hintEl = h("p", { class: "hint", id: `${control.id}-hint` }, hint);
+    control.setAttribute("aria-describedby", hintEl.id);
+    parts.push(hintEl);
+  }
+  return h("div", { class: "field" }, parts);
+}
+
+/** The page's live status line (role=status). */
+export function say(text, kind = "info") {
+  const status = document.getElementById("status");
+  if (!status) return;
+  status.textContent = text;
+  status.dataset.kind = kind;
+}
+
+export function sayError(err) {
+  const rid = err && err.requestId ? ` (request ${err.requestId})` : "";
+  say(`${err && err.message ? err.message : String(err)}${rid}`, "error");
+}
+
+export function when(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? String(iso) : d.toLocaleString();
+}
+
+export function table(caption, headings, rows) {
+  return h(
+    "div",
+    { class: "table-wrap" },
+    h(
+      "table",
+      {},
+      h("caption", {}, caption),
+      h("thead", {}, h("tr", {}, headings.map((t) => h("th", { scope: "col", class: `col-${t.toLowerCase()}` }, t)))),
+      h("tbody", {}, rows),
+    ),
+  );
+}
