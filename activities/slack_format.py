@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 from core.models.chat import Citation
 from core.models.slack import VisibilityRule
@@ -52,7 +53,9 @@ def split_text(text: str, limit: int) -> list[str]:
 
 
 def document_url(web_base_url: str, document_id: str) -> str:
-    return f"{web_base_url.rstrip('/')}/documents/{document_id}"
+    """The document in the web UI (docs/web.md: ``/documents?doc=<id>`` opens its knowledge
+    base and highlights it)."""
+    return f"{web_base_url.rstrip('/')}/documents?doc={quote(document_id, safe='')}"
 
 
 RULE_TEXT: dict[VisibilityRule, str] = {
