@@ -76,7 +76,8 @@ class SlackPeople:
                 or profile.get("real_name")
                 or user.get("name")
                 or slack_user_id,
-                "is_bot": bool(user.get("is_bot") or user.get("is_app_user")) or slack_user_id == "USLACKBOT",
+                # Not ``is_app_user``: that is a person who authorized this app, not a bot.
+                "is_bot": bool(user.get("is_bot")) or slack_user_id == "USLACKBOT",
                 "deleted": bool(user.get("deleted")),
                 "guest": bool(user.get("is_restricted") or user.get("is_ultra_restricted")),
             }
@@ -113,12 +114,10 @@ class SlackPeople:
         )
 
     async def members(self, team_id: str, channel_id: str) -> list[str]:
-        key = f"keel:slack:members:{team_id}:{channel_id}"
-        cached = await self._redis.get(key)
-        if cached is not None:
-            members: list[str] = json.loads(cached)
-            return members
-        members, cursor = [], ""
+        """Who is in the conversation now. Never cached: a person who joined a moment ago
+        reads the next answer, so the audience must include them."""
+        members: list[str] = []
+        cursor = ""
         while len(members) < _MAX_MEMBERS:
             params: dict[str, Any] = {"channel": channel_id, "limit": 200}
             if cursor:
@@ -128,8 +127,6 @@ class SlackPeople:
             cursor = str((reply.get("response_metadata") or {}).get("next_cursor") or "")
             if not cursor:
                 break
-        if self._cache_s:
-            await self._redis.set(key, json.dumps(members), ex=self._cache_s)
         return members
 
     async def audience(self, team_id: str, channel_id: str, asker: SlackPrincipal) -> tuple[Audience, bool]:

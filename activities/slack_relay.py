@@ -5,8 +5,10 @@ The answer streams with ``chat.startStream`` / ``appendStream`` / ``stopStream``
 streaming is refused, or a stream stops being one (``message_not_in_streaming_state``,
 Slack's streaming window ran out), it goes on as one message rewritten with paced
 ``chat.update``. An answer longer than ``KEEL_SLACK_MESSAGE_MAX_CHARS`` goes on in the
-next message. ``assistant.threads.setStatus`` says what the agent does meanwhile. It
-ends with the sources (linked to the web UI) and which visibility rule applied.
+next message; messages the final answer no longer needs (a retried model call answered
+shorter than the broken one had streamed) are deleted. ``assistant.threads.setStatus``
+says what the agent does meanwhile. It ends with the sources (linked to the web UI) and
+which visibility rule applied.
 Approval requests are posted as Block Kit messages and rewritten once decided, by
 whoever decided (Slack button, web UI or API: the ``approval.decided`` event).
 
@@ -260,6 +262,8 @@ class _Relay:
             close = final or not last
             footer = self._footer() if final and last else None
             await self._sync(i, chunk, close=close, footer=footer)
+        if final:
+            await self._retract(keep=len(chunks))
 
     def _footer(self) -> list[dict[str, Any]]:
         return footer_blocks(
@@ -367,6 +371,20 @@ class _Relay:
             blocks=answer_blocks(chunk) + (footer or []),
         )
         self._mark(msg, chunk)
+
+    async def _retract(self, *, keep: int) -> None:
+        """Delete the messages past ``keep``: they showed text the final answer no longer
+        has (a retried model call answered shorter than the broken one had streamed)."""
+        while len(self._cp.messages) > keep:
+            msg = self._cp.messages[-1]
+            if msg.mode == "stream" and not msg.closed:
+                await self._stop_quietly(msg)
+            try:
+                await self._o.call(self._t.channel_id, "chat.delete", channel=self._t.channel_id, ts=msg.ts)
+            except SlackCallFailed as err:
+                if err.error != "message_not_found":  # already gone (a retry after the delete)
+                    raise
+            self._cp.messages.pop()
 
     async def _stop_quietly(self, msg: ShownMessage) -> None:
         try:

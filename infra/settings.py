@@ -209,7 +209,7 @@ class Settings(BaseSettings):
     web_base_url: str = "http://127.0.0.1:8000"
     #: The task queue of the Slack workflows (run by ``keel worker`` when the bot token is set).
     slack_task_queue: str = "keel-slack"
-    #: How long a Slack user's profile and a channel's member list are cached (Redis).
+    #: How long a Slack user's profile is cached (Redis); member lists are never cached.
     slack_cache_s: int = Field(default=300, ge=0)
     #: Slack posts at most one update per channel this often (Slack allows about 1/s).
     slack_post_interval_s: float = Field(default=1.0, ge=0.0, le=10.0)

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 import threading
 from collections.abc import Sequence
@@ -111,7 +112,14 @@ class CounterMcpServer(ThreadedServer):
     # -- the MCP server ---------------------------------------------------- #
 
     def _build(self) -> MCPServer:
+        # MCPServer calls logging.basicConfig, which gives a bare root logger (pytest with
+        # ``-p no:logging``) a RichHandler; rich then imports lazily inside Temporal's workflow
+        # sandbox at the next workflow.logger line and fails that workflow task. Keep root as is.
+        root = logging.getLogger()
+        handlers, level = root.handlers[:], root.level
         mcp = MCPServer("keel-counter", log_level="WARNING")
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
         @mcp.tool(description="Record an event (a side effect, deduplicated by idempotency key).")
         async def record_event(name: str, ctx: Context) -> str:

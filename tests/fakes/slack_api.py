@@ -10,7 +10,7 @@ HTTP 200 ``{"ok": false, "error": "..."}`` except rate limits (HTTP 429 with
 
 Methods: ``api.test``, ``auth.test``, ``users.info``, ``users.lookupByEmail``,
 ``conversations.info``, ``conversations.members``, ``chat.postMessage``,
-``chat.postEphemeral``, ``chat.update``, ``chat.startStream``, ``chat.appendStream``,
+``chat.postEphemeral``, ``chat.update``, ``chat.delete``, ``chat.startStream``, ``chat.appendStream``,
 ``chat.stopStream``, ``assistant.threads.setStatus``, ``files.info``; anything else is
 ``unknown_method``. Besides the API it serves the private file downloads that
 ``files.info`` points at (``/files-pri/...``) and ``response_url`` targets
@@ -101,6 +101,7 @@ POSTING_METHODS = frozenset(
     {
         "chat.postMessage",
         "chat.update",
+        "chat.delete",
         "chat.postEphemeral",
         "chat.startStream",
         "chat.appendStream",
@@ -467,7 +468,7 @@ class FakeSlack(ThreadedServer):
 
     Tests set the workspace up (``add_user``, ``add_channel``, ``add_file``), script
     trouble (``fail_next``, ``rate_limit``, ``expire_stream``) and read what the app did
-    (``calls``, ``messages``, ``ephemerals``, ``file_downloads``, ``responses``).
+    (``calls``, ``messages``, ``deleted``, ``ephemerals``, ``file_downloads``, ``responses``).
     ``reset()`` puts it back to a fresh workspace (the bot user only).
     """
 
@@ -506,6 +507,7 @@ class FakeSlack(ThreadedServer):
             "chat.postMessage": self._chat_post_message,
             "chat.postEphemeral": self._chat_post_ephemeral,
             "chat.update": self._chat_update,
+            "chat.delete": self._chat_delete,
             "chat.startStream": self._chat_start_stream,
             "chat.appendStream": self._chat_append_stream,
             "chat.stopStream": self._chat_stop_stream,
@@ -523,6 +525,7 @@ class FakeSlack(ThreadedServer):
             self._messages: dict[str, list[Message]] = {}
             self._ephemerals: dict[str, list[Message]] = {}
             self._by_ts: dict[tuple[str, str], Message] = {}
+            self._deleted: list[Message] = []
             self._calls: list[Call] = []
             self._downloads: list[FileDownload] = []
             self._responses: list[ResponsePost] = []
@@ -572,8 +575,10 @@ class FakeSlack(ThreadedServer):
         deleted: bool = False,
         is_restricted: bool = False,
         is_ultra_restricted: bool = False,
+        is_app_user: bool = False,
     ) -> None:
-        """Add (or replace) a member; ``is_restricted``/``is_ultra_restricted`` are guests."""
+        """Add (or replace) a member; ``is_restricted``/``is_ultra_restricted`` are guests;
+        ``is_app_user``: a person who authorized the calling app (still a human)."""
         name = name or user_id.lower()
         real_name = real_name or name
         profile: dict[str, Any] = {
@@ -598,7 +603,7 @@ class FakeSlack(ThreadedServer):
             "is_bot": is_bot,
             "is_restricted": is_restricted,
             "is_ultra_restricted": is_ultra_restricted,
-            "is_app_user": False,
+            "is_app_user": is_app_user,
             "tz": "Europe/London",
             "updated": int(time.time()),
             "profile": profile,
@@ -701,6 +706,11 @@ class FakeSlack(ThreadedServer):
         with self._lock:
             found = [m for m in self._messages.get(channel_id, []) if thread_ts in (None, m.thread_ts)]
             return copy.deepcopy(found)
+
+    def deleted(self, channel_id: str) -> list[Message]:
+        """Messages removed with ``chat.delete``, as they were then, in the order deleted."""
+        with self._lock:
+            return copy.deepcopy([m for m in self._deleted if m.channel == channel_id])
 
     def ephemerals(self, channel_id: str, user: str | None = None) -> list[Message]:
         """Ephemeral messages posted in the channel (only to ``user``, if given)."""
@@ -1053,6 +1063,17 @@ class FakeSlack(ThreadedServer):
         if "metadata" in params:
             msg.metadata = _json_param(params, "metadata", "invalid_metadata_format")
         return {"channel": msg.channel, "ts": msg.ts, "text": msg.text, "message": msg.as_slack(self.team_id)}
+
+    def _chat_delete(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A bot deletes its own messages only (``cant_delete_message`` otherwise)."""
+        msg = self._stored(params)
+        if msg.user != self.bot_user_id:
+            raise _SlackError("cant_delete_message")
+        self._messages[msg.channel].remove(msg)
+        del self._by_ts[(msg.channel, msg.ts)]
+        msg.streaming = False
+        self._deleted.append(msg)
+        return {"channel": msg.channel, "ts": msg.ts}
 
     def _chat_start_stream(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = self._postable(params)

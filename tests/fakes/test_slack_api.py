@@ -352,6 +352,15 @@ async def test_update_keeps_the_edit_history(client: AsyncWebClient, slack: Fake
     assert slack.messages("C1")[0].text == "done"
 
 
+async def test_delete_removes_a_bot_message(client: AsyncWebClient, slack: FakeSlack) -> None:
+    posted = await client.chat_postMessage(channel="C1", text="gone soon")
+    resp = await client.chat_delete(channel="C1", ts=posted["ts"])
+    assert (resp["channel"], resp["ts"]) == ("C1", posted["ts"])
+    assert slack.messages("C1") == [] and [m.text for m in slack.deleted("C1")] == ["gone soon"]
+    err = await slack_error(client.chat_delete(channel="C1", ts=posted["ts"]))
+    assert err.response["error"] == "message_not_found"
+
+
 # --------------------------------------------------------------------------- #
 # streams and assistant status
 # --------------------------------------------------------------------------- #
