@@ -61,6 +61,10 @@ def document_url(web_base_url: str, document_id: str) -> str:
 RULE_TEXT: dict[VisibilityRule, str] = {
     "dm": "Searched with your own access.",
     "channel": "Searched only documents every member of this channel may read.",
+    "public": "Searched only documents everyone in the organisation may read (anyone can read this channel).",
+    "guest": "No documents were searched for this channel (a guest is in it).",
+    "external": "No documents were searched for this channel (it is shared with another organisation).",
+    "large": "No documents were searched for this channel (it is too large to check every member).",
 }
 
 
@@ -79,9 +83,7 @@ def footer_blocks(
         ]
         text = "*Sources*\n" + "\n".join(lines)
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text[:SECTION_MAX]}})
-    rule_text = (
-        RULE_TEXT[rule] if searched else "No documents were searched for this channel (a guest is in it)."
-    )
+    rule_text = RULE_TEXT[rule] if searched or rule in ("guest", "external", "large") else RULE_TEXT["guest"]
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": rule_text}]})
     return blocks
 

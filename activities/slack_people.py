@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from slack_sdk.web.async_client import AsyncWebClient
 
 from core.models.chat import Audience, AudienceMember
-from core.models.slack import SlackPrincipal
+from core.models.slack import SlackPrincipal, VisibilityRule
 from infra.slack_web import SlackCallFailed, slack_call
 
 Refusal = Literal["unknown_user", "guest", "disabled", "bot", "no_email"]
@@ -129,17 +129,47 @@ class SlackPeople:
                 break
         return members
 
-    async def audience(self, team_id: str, channel_id: str, asker: SlackPrincipal) -> tuple[Audience, bool]:
+    async def channel(self, team_id: str, channel_id: str) -> dict[str, Any]:
+        """``conversations.info``'s channel (cached like profiles): its kind and sharing."""
+        key = f"keel:slack:channel:{team_id}:{channel_id}"
+        cached = await self._redis.get(key)
+        if cached is not None:
+            info: dict[str, Any] = json.loads(cached)
+            return info
+        reply = await slack_call(self._slack, "conversations.info", channel=channel_id)
+        channel = reply.get("channel") or {}
+        info = {
+            k: bool(channel.get(k)) for k in ("is_im", "is_mpim", "is_private", "is_ext_shared", "is_shared")
+        }
+        if self._cache_s:
+            await self._redis.set(key, json.dumps(info), ex=self._cache_s)
+        return info
+
+    async def audience(
+        self, team_id: str, channel_id: str, asker: SlackPrincipal, *, public_rule: str = "org"
+    ) -> tuple[Audience, bool, VisibilityRule]:
         """(the channel's human members as Keel users, whether documents may be searched
-        at all). Bots do not count; members Keel cannot resolve count as readers of org
-        documents only; a guest or a channel too big to list means no documents."""
+        at all, the rule that applied). Bots do not count; members Keel cannot resolve count as readers of org
+        documents only; a guest, a channel shared with another organisation (Slack
+        Connect) or a channel too big to list means no documents. A public channel, which
+        anyone in the workspace can read, gets org documents only unless ``public_rule``
+        is ``members`` (docs/slack.md)."""
         resolved: dict[str, AudienceMember] = {
             asker.user_id: AudienceMember(user_id=asker.user_id, groups=asker.groups)
         }
-        unresolved = 0
+        info = await self.channel(team_id, channel_id)
+        if info["is_ext_shared"] or info["is_shared"]:
+            return Audience(members=list(resolved.values()), unresolved_members=1), False, "external"
+        public = not (info["is_private"] or info["is_im"] or info["is_mpim"])
+        rule: VisibilityRule = "public" if public and public_rule == "org" else "channel"
+        unresolved = 1 if rule == "public" else 0
         slack_ids = await self.members(team_id, channel_id)
         if len(slack_ids) >= _MAX_MEMBERS:
-            return Audience(members=list(resolved.values()), unresolved_members=len(slack_ids)), False
+            return (
+                Audience(members=list(resolved.values()), unresolved_members=len(slack_ids)),
+                False,
+                "large",
+            )
         for slack_id in slack_ids:
             person = await self.resolve(team_id, slack_id)
             if person.principal is not None:
@@ -148,7 +178,11 @@ class SlackPeople:
             elif person.refusal == "bot":
                 continue
             elif person.refusal == "guest":
-                return Audience(members=list(resolved.values()), unresolved_members=unresolved + 1), False
+                return (
+                    Audience(members=list(resolved.values()), unresolved_members=unresolved + 1),
+                    False,
+                    "guest",
+                )
             else:
                 unresolved += 1
         members = list(resolved.values())
@@ -156,7 +190,7 @@ class SlackPeople:
             # Too many group memberships to carry: read as if someone were unresolved (org only).
             members = [AudienceMember(user_id=m.user_id) for m in members]
             unresolved = max(unresolved, 1)
-        return Audience(members=members, unresolved_members=unresolved), True
+        return Audience(members=members, unresolved_members=unresolved), True, rule
 
 
 class GroupMembers(Protocol):

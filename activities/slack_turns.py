@@ -50,6 +50,7 @@ def refusal_text(reason: str, web_base_url: str, *, then: str = "ask again") -> 
         "disabled": "Your Keel account is deactivated.",
         "forbidden": "Your Keel account may not use the agent. Ask an administrator for access.",
         "rate_limited": "You're sending messages faster than allowed. Wait a minute and ask again.",
+        "not_in_channel": "I'm not a member of this channel. Invite me (/invite) and ask again, or DM me.",
     }.get(reason, "I can't answer this request.")
 
 
@@ -64,7 +65,9 @@ class SlackTurnActivities:
         rate_limiter: RateLimiter,
         pacer: ChannelPacer,
         web_base_url: str,
+        public_rule: str = "org",
     ) -> None:
+        self._public_rule = public_rule
         self._slack = slack
         self._people = people
         self._repo = repo
@@ -121,12 +124,22 @@ class SlackTurnActivities:
             turn_id=turn_id,
             thread_ts=thread_ts,
         )
-        if msg.channel_type == "im":
+        if msg.channel_type == "im" and msg.source == "event":  # Slack's own word: a DM with the bot
             return plan
-        audience, searchable = await self._people.audience(msg.team_id, msg.channel_id, asker)
-        return plan.model_copy(
-            update={"rule": "channel", "audience": audience, "search_knowledge": searchable}
+        if msg.source == "command":  # a command names only the channel: ask Slack what it is
+            try:
+                if (await self._people.channel(msg.team_id, msg.channel_id))["is_im"]:
+                    return plan
+            except SlackCallFailed as err:
+                if err.error != "channel_not_found":
+                    raise
+                return SlackTurnPlan(
+                    status="refused", reason="not_in_channel", notice=self._refusal("not_in_channel")
+                )
+        audience, searchable, rule = await self._people.audience(
+            msg.team_id, msg.channel_id, asker, public_rule=self._public_rule
         )
+        return plan.model_copy(update={"rule": rule, "audience": audience, "search_knowledge": searchable})
 
     @activity.defn
     async def post_question(self, inp: QuestionPost) -> str:

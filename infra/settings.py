@@ -211,6 +211,10 @@ class Settings(BaseSettings):
     slack_task_queue: str = "keel-slack"
     #: How long a Slack user's profile is cached (Redis); member lists are never cached.
     slack_cache_s: int = Field(default=300, ge=0)
+    #: Which documents an answer in a *public* channel may use: ``org`` (default) only those
+    #: everyone in the organisation may read, since anyone in the workspace can read a public
+    #: channel without joining it; ``members``: those every member may read (as private channels).
+    slack_public_channels: Literal["org", "members"] = "org"
     #: Slack posts at most one update per channel this often (Slack allows about 1/s).
     slack_post_interval_s: float = Field(default=1.0, ge=0.0, le=10.0)
     #: The most characters the bot streams into one Slack message before it goes on in the next.

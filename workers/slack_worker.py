@@ -75,6 +75,7 @@ async def slack_activities(client: Client, settings: Settings) -> AsyncIterator[
                 ),
                 pacer=pacer,
                 web_base_url=settings.web_base_url,
+                public_rule=settings.slack_public_channels,
             ),
             relay=SlackRelayActivities(
                 slack=slack,

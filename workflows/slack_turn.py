@@ -50,9 +50,14 @@ class SlackTurnWorkflow:
     @workflow.run
     async def run(self, inp: SlackTurnInput) -> SlackTurnOutcome:
         msg = inp.message
-        plan = await workflow.execute_activity_method(
-            SlackTurnActivities.prepare_turn, msg, **activity_presets.SLACK_CALL
-        )
+        try:
+            plan = await workflow.execute_activity_method(
+                SlackTurnActivities.prepare_turn, msg, **activity_presets.SLACK_CALL
+            )
+        except ActivityError as err:  # Slack or the directory kept failing: say so, never go quiet
+            workflow.logger.warning("slack turn could not be prepared: %s", _cause(err))
+            await self._notice(msg, "I could not take this message right now; please try again in a minute.")
+            return SlackTurnOutcome(status="failed", reason=_cause(err))
         if plan.status == "refused" or plan.principal is None:
             await self._notice(msg, plan.notice or "I can't answer this request.")
             return SlackTurnOutcome(status="refused", reason=plan.reason)

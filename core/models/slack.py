@@ -14,8 +14,10 @@ from pydantic import BaseModel, Field
 
 from core.models.chat import Audience
 
-#: ``dm``: the asker's own permissions; ``channel``: only what every member may read.
-VisibilityRule = Literal["dm", "channel"]
+#: ``dm``: the asker's own permissions; ``channel``: only what every member may read;
+#: ``public``: a public channel, only what everyone in the organisation may read; ``guest``,
+#: ``external`` (Slack Connect), ``large`` (1,000 members or more): no documents.
+VisibilityRule = Literal["dm", "channel", "public", "guest", "external", "large"]
 
 
 class SlackMessage(BaseModel):

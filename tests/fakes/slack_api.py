@@ -403,6 +403,8 @@ class _Channel:
     is_mpim: bool
     user: str | None
     created: int = field(default_factory=lambda: int(time.time()))
+    #: Slack Connect: shared with another organisation's workspace
+    is_ext_shared: bool = False
 
     def as_slack(self, bot_user_id: str) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -416,6 +418,8 @@ class _Channel:
             "is_group": self.is_private and not (self.is_im or self.is_mpim),
             "is_member": bot_user_id in self.members,
             "num_members": len(self.members),
+            "is_ext_shared": self.is_ext_shared,
+            "is_shared": self.is_ext_shared,
         }
         if self.name is not None:
             out["name"] = out["name_normalized"] = self.name
@@ -621,6 +625,7 @@ class FakeSlack(ThreadedServer):
         is_private: bool = False,
         is_mpim: bool = False,
         user: str | None = None,
+        is_ext_shared: bool = False,
     ) -> None:
         """Add (or replace) a conversation. An IM has ``user`` (the human) and, by default,
         members ``[user, bot]``; a channel's ``members`` must include the bot for it to post."""
@@ -630,7 +635,14 @@ class FakeSlack(ThreadedServer):
             members = [user, self.bot_user_id] if is_im and user is not None else []
         with self._lock:
             self._channels[channel_id] = _Channel(
-                channel_id, name, list(members), is_im, is_private, is_mpim, user if is_im else None
+                channel_id,
+                name,
+                list(members),
+                is_im,
+                is_private,
+                is_mpim,
+                user if is_im else None,
+                is_ext_shared=is_ext_shared,
             )
 
     def set_members(self, channel_id: str, members: Iterable[str]) -> None:

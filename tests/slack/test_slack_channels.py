@@ -37,6 +37,7 @@ ANSWER = "It depends on your team; see the sources."
 CHANNEL_RULE = "Searched only documents every member of this channel may read."
 DM_RULE = "Searched with your own access."
 NO_SEARCH = "No documents were searched"
+PUBLIC_RULE = "Searched only documents everyone in the organisation may read"
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ def _cited(lib: Library, bot: SlackBot, footer_json: str) -> set[str]:
     cited = set()
     base = bot.settings.web_base_url.rstrip("/")
     for url, title in _LINK.findall(footer_json):
-        doc = next((d for d in lib.docs if url == f"{base}/documents/{d.id}"), None)
+        doc = next((d for d in lib.docs if url == f"{base}/documents?doc={d.id}"), None)
         assert doc is not None, f"a source links somewhere unexpected: {url}"
         assert title == doc.title, (title, doc.title)
         cited.add(doc.name)
@@ -213,10 +214,18 @@ async def ask(
     )
 
 
-def _channel(bot: SlackBot, name: str, members: list[str], *, is_private: bool = False) -> str:
+def _channel(
+    bot: SlackBot, name: str, members: list[str], *, is_private: bool = True, is_ext_shared: bool = False
+) -> str:
+    """A channel with these members and the bot; private unless said otherwise (a public
+    channel, readable by the whole workspace, is org documents only: see the test below)."""
     channel_id = f"C{name.upper()}{bot.suffix.upper()}"
     bot.slack.add_channel(
-        channel_id, name=name, members=[*members, bot.slack.bot_user_id], is_private=is_private
+        channel_id,
+        name=name,
+        members=[*members, bot.slack.bot_user_id],
+        is_private=is_private,
+        is_ext_shared=is_ext_shared,
     )
     return channel_id
 
@@ -238,7 +247,7 @@ async def test_a_document_only_alice_may_read_never_reaches_a_channel_with_bob(
     dm = await ask(bot, llm, library, p.alice, p.alice_dm, dm=True)
     assert dm.prompted == {"private", "shared", "org"} == dm.cited
     assert DM_RULE in dm.footer
-    link = f"<{bot.settings.web_base_url}/documents/{library.private.id}|{library.private.title}>"
+    link = f"<{bot.settings.web_base_url}/documents?doc={library.private.id}|{library.private.title}>"
     assert link in dm.footer, dm.footer
 
     # Asked again in the channel (a session of its own, after the DM one): still not used.
@@ -359,3 +368,21 @@ async def test_someone_who_just_joined_counts_even_with_the_caches_on(
                 await conn.execute("DELETE FROM knowledge_bases WHERE id = $1", lib.org_kb)
             finally:
                 await conn.close()
+
+
+async def test_a_public_channel_gets_org_documents_only_and_a_shared_one_none(
+    bot: SlackBot, llm: FakeOpenAI, library: Library
+) -> None:
+    """Anyone in the workspace can read a public channel without joining it, so its answers
+    use only what everyone may read (KEEL_SLACK_PUBLIC_CHANNELS=org, the default), even
+    though its two members could both read the shared document. A channel shared with
+    another organisation (Slack Connect) searches nothing."""
+    p = await _people(bot)
+    public = _channel(bot, "public", [p.alice, p.bob], is_private=False)
+    seen = await ask(bot, llm, library, p.alice, public)
+    assert seen.prompted == {"org"} == seen.cited
+    assert PUBLIC_RULE in seen.footer
+    connect = _channel(bot, "connect", [p.alice, p.bob], is_ext_shared=True)
+    seen = await ask(bot, llm, library, p.alice, connect)
+    assert seen.prompted == set() == seen.cited == seen.in_slack
+    assert "shared with another organisation" in seen.footer

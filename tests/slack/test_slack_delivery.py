@@ -21,7 +21,8 @@ from tests.conftest import running_platform
 from tests.fakes.openai_server import FakeOpenAI, Reply, Truncate
 from tests.fakes.slack_api import POSTING_METHODS, Call, FakeSlack, Message
 from tests.slack.conftest import SlackBot
-from tests.slack.test_slack_turns import answers
+from tests.slack.test_slack_turns import ALICE_DM, answers
+from tests.slack.test_slack_turns import alice as dm_alice
 
 pytestmark = pytest.mark.slow
 
@@ -286,3 +287,16 @@ async def test_a_retried_model_call_that_answers_shorter_leaves_no_stale_message
     gone = bot.slack.deleted(CHANNEL)
     assert len(gone) >= 2 and all("ledger" in displayed(m) for m in gone), "the broken pieces were removed"
     assert not [m for m in bot.slack.messages(CHANNEL) if m.streaming], "no stream is left open"
+
+
+async def test_a_turn_that_cannot_be_prepared_tells_the_person_instead_of_going_quiet(
+    bot: SlackBot, llm: FakeOpenAI
+) -> None:
+    """``users.info`` refusing permanently (a token without ``users:read``) fails
+    ``prepare_turn`` at once; the person still hears back, ephemerally."""
+    await dm_alice(bot)
+    bot.slack.fail_next("users.info", "missing_scope", times=5)
+    await bot.dm(ALICE, ALICE_DM, "are you there?")
+    await bot.slack.wait_for_async(lambda s: bool(s.ephemerals(ALICE_DM, ALICE)), timeout_s=30)
+    assert "could not take this message" in bot.slack.ephemerals(ALICE_DM, ALICE)[0].text
+    assert llm.request_count == 0

@@ -40,8 +40,9 @@ def answers(slack: FakeSlack, channel: str, thread_ts: str) -> list[Message]:
 def finished(slack: FakeSlack, channel: str, thread_ts: str) -> bool:
     """The answer is complete: no stream open, and its last message ends with the rule footer."""
     msgs = answers(slack, channel, thread_ts)
+    footer = json.dumps(msgs[-1].blocks or []) if msgs else ""
     return (
-        bool(msgs) and not any(m.streaming for m in msgs) and "Searched" in json.dumps(msgs[-1].blocks or [])
+        bool(msgs) and not any(m.streaming for m in msgs) and ("Searched" in footer or "searched" in footer)
     )
 
 
@@ -123,7 +124,7 @@ async def test_an_app_mention_and_its_message_event_are_one_turn(bot: SlackBot, 
     await asyncio.sleep(0.5)
     assert len(msgs) == 1 and llm.request_count == 1
     assert msgs[0].recipient_user_id == ALICE, "a channel stream names its recipient"
-    assert "every member of this channel" in json.dumps(msgs[0].blocks)
+    assert "everyone in the organisation" in json.dumps(msgs[0].blocks), "a public channel's rule"
 
 
 async def _raw(bot: SlackBot, body: bytes, headers: dict[str, str]) -> Any:
