@@ -20,7 +20,7 @@ from typing import TextIO
 import asyncpg
 
 from core.models.audit import AuditEntry, AuditEvent
-from infra.audit.chain import ChainVerifier, VerifyResult
+from infra.audit.chain import VerifyResult
 from infra.audit.log import AuditLog
 from infra.db.audit_repo import AuditFilter
 from infra.db.pool import create_pool
@@ -59,17 +59,7 @@ def add_audit_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 async def verify_chain(pool: asyncpg.Pool, *, hmac_key: bytes) -> VerifyResult:
-    audit = AuditLog(pool, hmac_key=hmac_key)
-    repo = audit.repository
-    verifier = ChainVerifier(key=hmac_key)
-    head = await repo.head()
-    async for row, tombstone in repo.chain(up_to=head.last_seq):
-        verifier.add(row, tombstone=tombstone)
-        if verifier.failed:
-            break
-    return verifier.finish(
-        head_seq=head.last_seq, head_hash=head.last_hash, beyond_head=await repo.first_beyond_head()
-    )
+    return await AuditLog(pool, hmac_key=hmac_key).verify()
 
 
 async def _verify(settings: Settings, database_url: str, out: TextIO) -> int:

@@ -44,6 +44,16 @@ class AuditEventList(BaseModel):
     next_before_seq: int | None = Field(description="Pass as before_seq for the next page; null at the end")
 
 
+class AuditChainView(BaseModel):
+    ok: bool = Field(description="True when every link of the chain holds")
+    rows: int = Field(description="Live rows whose hash and link were checked")
+    tombstones: int = Field(description="Purged rows whose link was checked (their content is gone)")
+    last_seq: int = Field(description="The last seq checked")
+    bad_seq: int | None = Field(description="The first seq whose link does not hold; null when ok")
+    reason: str | None = Field(description="Why that seq is bad (edited, missing, …); null when ok")
+    checked_at: datetime
+
+
 def _utc(moment: datetime | None) -> datetime | None:
     if moment is None or moment.tzinfo is not None:
         return moment
@@ -84,6 +94,22 @@ async def list_audit_events(
     records = await resources.audit.repository.search(flt, limit=limit, before_seq=before_seq)
     next_before = records[-1].seq if len(records) == limit else None
     return AuditEventList(events=[_view(r) for r in records], next_before_seq=next_before)
+
+
+@router.get("/verify", operation_id="verify_audit_chain", response_model=AuditChainView)
+async def verify_audit_chain(principal: AuditViewer, resources: ResourcesDep) -> AuditChainView:
+    """Walk the whole hash chain with the API's key, as ``keel audit verify`` does: ok, or the
+    first bad sequence number and why."""
+    result = await resources.audit.verify()
+    return AuditChainView(
+        ok=result.ok,
+        rows=result.rows,
+        tombstones=result.tombstones,
+        last_seq=result.last_seq,
+        bad_seq=result.bad_seq,
+        reason=result.reason,
+        checked_at=datetime.now(UTC),
+    )
 
 
 @router.get(

@@ -17,7 +17,7 @@ import asyncpg
 import structlog
 
 from core.models.audit import AuditEntry
-from infra.audit.chain import normalise_details
+from infra.audit.chain import ChainVerifier, VerifyResult, normalise_details
 from infra.db.audit_repo import AuditRecord, AuditRepository
 
 log = structlog.get_logger("keel.audit")
@@ -36,6 +36,20 @@ class AuditLog:
     @property
     def repository(self) -> AuditRepository:
         return self._repo
+
+    async def verify(self) -> VerifyResult:
+        """Walk the whole chain (rows and retention tombstones, in ``seq`` order) up to the
+        head with this log's key: ``keel audit verify`` and ``GET /admin/audit/verify``."""
+        repo = self._repo
+        verifier = ChainVerifier(key=self._hmac_key)
+        head = await repo.head()
+        async for row, tombstone in repo.chain(up_to=head.last_seq):
+            verifier.add(row, tombstone=tombstone)
+            if verifier.failed:
+                break
+        return verifier.finish(
+            head_seq=head.last_seq, head_hash=head.last_hash, beyond_head=await repo.first_beyond_head()
+        )
 
     async def record(self, entry: AuditEntry) -> None:
         await self.append(entry)

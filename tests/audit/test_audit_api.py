@@ -7,10 +7,12 @@ import json
 import uuid
 from datetime import datetime, timedelta
 
+import asyncpg
 import pytest
 
+from infra.settings import Settings
 from tests.audit.test_scenario import audit_events
-from tests.conftest import RunningApi
+from tests.conftest import RunningApi, running_api
 
 pytestmark = pytest.mark.slow
 
@@ -99,3 +101,27 @@ async def test_audit_route_is_refused_to_users_and_filters(api: RunningApi) -> N
     assert [line["seq"] for line in lines] == [e["seq"] for e in reversed(kbs)]
     [export_event] = await audit_events(api, admin, user_id=admin_id, event="audit.exported")
     assert export_event["details"]["filter"]["event"] == "admin.knowledge_base_created"
+
+
+async def test_verify_route_reports_the_chain_and_an_edited_row(audit_settings: Settings) -> None:
+    async with running_api(audit_settings) as api:
+        auditor = {"Authorization": f"Bearer {await api.token('aud-verify', roles=['DeptAdmin'])}"}
+        user = await api.auth("aud-verify-user")
+        refused = await api.http.get("/api/v1/admin/audit/verify", headers=user)
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
+        good = await api.http.get("/api/v1/admin/audit/verify", headers=auditor)
+        assert good.status_code == 200, good.text
+        body = good.json()
+        # the refusal and this allowed call (view_audit_logs) are both rows of the chain
+        assert body["ok"] is True and body["bad_seq"] is None and body["reason"] is None
+        assert body["rows"] >= 2 and body["last_seq"] == body["rows"]
+
+        conn = await asyncpg.connect(str(audit_settings.database_url))
+        try:  # a superuser bypassing the append-only triggers
+            await conn.execute("ALTER TABLE audit_events DISABLE TRIGGER ALL")
+            await conn.execute("UPDATE audit_events SET user_id = 'someone-else' WHERE seq = 1")
+            await conn.execute("ALTER TABLE audit_events ENABLE TRIGGER ALL")
+        finally:
+            await conn.close()
+        bad = (await api.http.get("/api/v1/admin/audit/verify", headers=auditor)).json()
+        assert bad["ok"] is False and bad["bad_seq"] == 1 and "edited" in bad["reason"]

@@ -14,12 +14,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import asyncpg
 import pytest
 from playwright.async_api import (
     Browser,
@@ -36,6 +37,7 @@ from temporalio.client import Client
 from api.web import CONTENT_SECURITY_POLICY
 from infra.settings import Settings
 from tests.conftest import RunningApi, running_platform
+from tests.fakes.mcp_counter_server import CounterMcpServer
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("KEEL_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -140,7 +142,15 @@ class Web:
         overflow = await self.page.evaluate(
             "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )
-        assert overflow <= 1, f"{name} scrolls sideways by {overflow}px"
+        if overflow > 1:  # name the elements that stick out, to find the culprit
+            wide = await self.page.evaluate(
+                "() => [...document.querySelectorAll('body *')]"
+                ".filter(e => !e.closest('.table-wrap')"
+                " && e.getBoundingClientRect().right > document.documentElement.clientWidth + 1)"
+                ".slice(0, 8).map(e => e.tagName + '.' + e.className + ' '"
+                " + Math.round(e.getBoundingClientRect().right))"
+            )
+            raise AssertionError(f"{name} scrolls sideways by {overflow}px: {wide}")
 
     async def check_page(self, name: str) -> None:
         """axe, no sideways scrolling and a screenshot, at 1280 px and at 390 px."""
@@ -200,3 +210,21 @@ async def web(browser: Browser, keel: RunningApi, shots: Path) -> AsyncIterator[
         yield web
     finally:
         await context.close()
+
+
+@pytest.fixture
+async def empty_allowlist(settings: Settings) -> AsyncIterator[None]:
+    """No tool server allowlisted before or after the test (the database is shared)."""
+    conn = await asyncpg.connect(str(settings.database_url))
+    try:
+        await conn.execute("UPDATE tool_servers SET deleted_at = now() WHERE deleted_at IS NULL")
+        yield
+        await conn.execute("UPDATE tool_servers SET deleted_at = now() WHERE deleted_at IS NULL")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def counter() -> Iterator[CounterMcpServer]:
+    with CounterMcpServer() as server:
+        yield server

@@ -4,9 +4,7 @@ comment, and its result shows in the chat; a denied one shows as denied."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 
-import asyncpg
 import pytest
 from playwright.async_api import expect
 
@@ -20,23 +18,6 @@ from tests.web.conftest import Web
 def settings(settings: Settings) -> Settings:
     # the counting MCP server listens on loopback, which tool URLs reach only when allowed
     return settings.model_copy(update={"tool_allowed_hosts": ["127.0.0.1"]})
-
-
-@pytest.fixture
-async def empty_allowlist(settings: Settings) -> AsyncIterator[None]:
-    conn = await asyncpg.connect(str(settings.database_url))
-    try:
-        await conn.execute("UPDATE tool_servers SET deleted_at = now() WHERE deleted_at IS NULL")
-        yield
-        await conn.execute("UPDATE tool_servers SET deleted_at = now() WHERE deleted_at IS NULL")
-    finally:
-        await conn.close()
-
-
-@pytest.fixture
-def counter() -> Iterator[CounterMcpServer]:
-    with CounterMcpServer() as server:
-        yield server
 
 
 @pytest.mark.usefixtures("empty_allowlist")

@@ -19,7 +19,7 @@ function ids(text) {
 }
 
 /** POST one file with XHR (fetch has no upload progress). */
-function uploadFile(kbId, file, progress) {
+export function uploadFile(kbId, file, progress) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", `${root}/api/v1/knowledge-bases/${encodeURIComponent(kbId)}/documents`);

@@ -74,8 +74,47 @@ export function table(caption, headings, rows) {
       "table",
       {},
       h("caption", {}, caption),
-      h("thead", {}, h("tr", {}, headings.map((t) => h("th", { scope: "col", class: `col-${t.toLowerCase()}` }, t)))),
+      h("thead", {}, h("tr", {}, headings.map((t) => h("th", { scope: "col", class: `col-${t.toLowerCase().replace(/[^a-z0-9]+/g, "-")}` }, t)))),
       h("tbody", {}, rows),
     ),
   );
+}
+
+/**
+ * Ask before a destructive step: a modal <dialog> named `title` with `text`, the button
+ * `confirmLabel` and **Cancel** (never window.confirm). Resolves true when confirmed.
+ */
+export function confirmDialog(title, text, confirmLabel, { danger = true } = {}) {
+  return new Promise((resolve) => {
+    const titleId = nextId("confirm");
+    const textId = nextId("confirm-text");
+    const yes = h("button", { type: "button", class: danger ? "danger" : "primary" }, confirmLabel);
+    const no = h("button", { type: "button" }, "Cancel");
+    const dialog = h(
+      "dialog",
+      { class: "card confirm", "aria-labelledby": titleId, "aria-describedby": textId },
+      h("h2", { id: titleId }, title),
+      h("p", { id: textId }, text),
+      h("div", { class: "row" }, yes, no),
+    );
+    let answer = false;
+    yes.addEventListener("click", () => {
+      answer = true;
+      dialog.close();
+    });
+    no.addEventListener("click", () => dialog.close());
+    const opener = document.activeElement;
+    dialog.addEventListener("close", () => {
+      dialog.remove();
+      if (opener && opener.isConnected && opener !== document.body) opener.focus();
+      resolve(answer);
+    });
+    document.body.append(dialog);
+    dialog.showModal();
+    no.focus();
+  });
+}
+
+export function num(n) {
+  return n === null || n === undefined ? "" : Number(n).toLocaleString("en");
 }
