@@ -14,13 +14,14 @@ from api import chat_gateway
 from api.deps import AgentUser, ResourcesDep
 from api.errors import ApiError
 from api.routes.chat import SESSION_ID
-from api.schemas import CancelAccepted, SessionDetail, SessionList
+from api.schemas import CancelAccepted, SessionDetail, SessionList, SessionRename
 from api.state import ApiResources
 from api.turn_stream import LAST_EVENT_ID, relay_turn
 from core.errors import ErrorCode
 from core.models.audit import AuditEntry, AuditEvent
 from core.models.chat import TurnResult
 from core.models.principal import Principal
+from core.models.sessions import SessionSummary
 from infra.db.chat_repo import SessionRecord
 
 router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
@@ -53,6 +54,18 @@ async def get_session(session_id: str, principal: AgentUser, resources: Resource
     messages = await resources.chats.messages(session_id, user_id=principal.user_id)
     turns = await resources.chats.turns(session_id, user_id=principal.user_id)
     return SessionDetail(**record.model_dump(), messages=list(messages), turns=list(turns))
+
+
+@router.patch("/{session_id}", operation_id="rename_session", response_model=SessionSummary)
+async def rename_session(
+    session_id: str, body: SessionRename, principal: AgentUser, resources: ResourcesDep
+) -> SessionRecord:
+    """Rename my session (its title in the sessions list)."""
+    await _owned_session(resources, principal, session_id)
+    record = await resources.chats.rename_session(session_id, user_id=principal.user_id, title=body.title)
+    if record is None:
+        raise ApiError(ErrorCode.SESSION_NOT_FOUND, "session not found")
+    return record
 
 
 @router.delete("/{session_id}", operation_id="delete_session", status_code=204)

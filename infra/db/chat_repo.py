@@ -193,6 +193,15 @@ class ChatRepository:
         )
         return text
 
+    async def rename_session(self, session_id: str, *, user_id: str, title: str) -> SessionRecord | None:
+        row = await self._pool.fetchrow(
+            "UPDATE chat_sessions SET title = $3 WHERE id = $1 AND user_id = $2 RETURNING *",
+            session_id,
+            user_id,
+            _title_from(title),
+        )
+        return SessionRecord(**dict(row)) if row else None
+
     async def get_session(self, session_id: str, *, user_id: str) -> SessionRecord | None:
         row = await self._pool.fetchrow(
             "SELECT * FROM chat_sessions WHERE id = $1 AND user_id = $2", session_id, user_id

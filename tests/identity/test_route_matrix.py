@@ -118,6 +118,7 @@ _BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("DELETE", "/api/v1/knowledge-bases/{kb_id}/documents/{doc_id}/shares"): {"json": {"user_ids": ["x"]}},
     ("POST", "/api/v1/knowledge-bases/{kb_id}/query"): {"json": {"query": "hello"}},
     ("POST", "/api/v1/approvals/{approval_id}"): {"json": {"decision": "approve"}},
+    ("PATCH", "/api/v1/sessions/{session_id}"): {"json": {"title": "mallory was here"}},
     ("POST", "/api/v1/knowledge-bases/{kb_id}/documents"): {
         "files": {"file": ("n.txt", b"notes of mallory", "text/plain")}
     },

@@ -69,8 +69,14 @@ async def test_chat_streams_an_answer_and_lists_the_session(web: Web, llm: FakeO
     await sessions.get_by_role("link", name="hello from the browser").click()
     await expect(transcript(web).get_by_role("article", name="Your message")).to_have_count(2)
     await web.check_page("chat")
-    # delete it
-    await sessions.get_by_role("button", name="Delete session hello from the browser").click()
+    # rename it (a modal with a labelled field), then delete it
+    await sessions.get_by_role("button", name="Rename session hello from the browser").click()
+    dialog = page.get_by_role("dialog", name="Rename hello from the browser")
+    await dialog.get_by_label("Title").fill("Greetings")
+    await web.check_page("chat-rename")
+    await dialog.get_by_role("button", name="Rename").click()
+    await expect(sessions.get_by_role("link", name="Greetings")).to_be_visible()
+    await sessions.get_by_role("button", name="Delete session Greetings").click()
     await page.wait_for_url(web.url("/chat"))
     await expect(sessions.get_by_text("No sessions yet.")).to_be_visible()
     assert not web.page_errors and not web.dialogs

@@ -2,7 +2,7 @@
 // connection (GET …/turns/{tid}/events with Last-Event-ID), Stop, citations, tool calls.
 // sessionStorage keeps the running turn (ids, last event id, what was shown): never a token.
 import { api, ApiError, root } from "./api.js";
-import { clear, h, say, sayError, when } from "./dom.js";
+import { clear, h, promptDialog, say, sayError, when } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
 import { readEvents } from "./sse.js";
 
@@ -273,9 +273,22 @@ export async function render(view) {
           "li",
           {},
           h("a", { href: `${root}/chat?session=${encodeURIComponent(s.id)}`, "aria-current": s.id === sid ? "true" : null, title: `${title} (${when(s.updated_at)})` }, title),
+          h("button", { type: "button", "aria-label": `Rename session ${title}`, onclick: () => renameSession(s.id, title) }, "Rename"),
           h("button", { type: "button", class: "danger", "aria-label": `Delete session ${title}`, onclick: () => removeSession(s.id) }, "Delete"),
         ),
       );
+    }
+  }
+
+  async function renameSession(id, title) {
+    const next = await promptDialog(`Rename ${title}`, "Title", title, "Rename");
+    if (next === null || next === title) return;
+    try {
+      await api(`/api/v1/sessions/${encodeURIComponent(id)}`, { method: "PATCH", json: { title: next } });
+      say("Session renamed.", "ok");
+      await loadSessions();
+    } catch (err) {
+      sayError(err);
     }
   }
 

@@ -115,6 +115,42 @@ export function confirmDialog(title, text, confirmLabel, { danger = true } = {})
   });
 }
 
+// A modal asking for one line of text; resolves to the text, or null when cancelled.
+export function promptDialog(title, label, value, submitLabel) {
+  return new Promise((resolve) => {
+    const titleId = nextId("prompt");
+    const input = h("input", { type: "text", required: true, maxlength: "200", value: value || "" });
+    const form = h(
+      "form",
+      { method: "dialog" },
+      field(label, input),
+      h("div", { class: "row" }, h("button", { type: "submit", class: "primary" }, submitLabel), h("button", { type: "button", value: "cancel" }, "Cancel")),
+    );
+    const dialog = h("dialog", { class: "card confirm", "aria-labelledby": titleId }, h("h2", { id: titleId }, title), form);
+    let answer = null;
+    form.addEventListener("submit", (event) => {
+      const text = input.value.trim();
+      if (!text) {
+        event.preventDefault();
+        input.focus();
+        return;
+      }
+      answer = text;
+    });
+    form.querySelector('button[value="cancel"]').addEventListener("click", () => dialog.close());
+    const opener = document.activeElement;
+    dialog.addEventListener("close", () => {
+      dialog.remove();
+      if (opener && opener.isConnected && opener !== document.body) opener.focus();
+      resolve(answer);
+    });
+    document.body.append(dialog);
+    dialog.showModal();
+    input.focus();
+    input.select();
+  });
+}
+
 export function num(n) {
   return n === null || n === undefined ? "" : Number(n).toLocaleString("en");
 }
