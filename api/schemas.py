@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from api.text_guard import RequestModel
 from core.models.documents import DocumentView, FailedOperationView
@@ -63,10 +63,8 @@ class SessionList(BaseModel):
     )
 
 
-class SessionRename(BaseModel):
+class SessionRename(_Request):
     """``PATCH /sessions/{id}``: the session's new title (one line; longer ones are cut at 80)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     title: str = Field(min_length=1, max_length=200, pattern=r"\S")
 

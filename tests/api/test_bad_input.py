@@ -133,7 +133,7 @@ async def test_dev_token_request_is_validated(api: RunningApi) -> None:
 async def test_a_wrong_method_answers_405_with_allow_and_keels_body(api: RunningApi) -> None:
     headers = await api.auth("olga")
     for method, path, allowed in (
-        ("PUT", "/api/v1/sessions/abc", {"GET", "DELETE"}),  # two routes share the path
+        ("PUT", "/api/v1/sessions/abc", {"GET", "PATCH", "DELETE"}),  # three routes share the path
         ("DELETE", "/api/v1/chat", {"POST"}),
         ("PATCH", "/api/v1/auth/callback", {"GET", "POST"}),
         ("POST", "/health/live", {"GET"}),
