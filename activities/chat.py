@@ -42,6 +42,7 @@ from core.policy.acl import acl_filter_for_audience
 from core.policy.redaction import DEFAULT_KEY_PATTERN, redact
 from infra.agents import AgentRegistry
 from infra.audit.log import AuditLog
+from infra.circuit import CircuitOpen, Circuits, Ticket
 from infra.db.chat_repo import ChatRepository
 from infra.db.knowledge_repo import KnowledgeRepository
 from infra.db.tools_repo import ToolsRepository
@@ -49,7 +50,8 @@ from infra.knowledge import KnowledgeServices, search_readable
 from infra.llm import ChatModel
 from infra.turn_events import TurnEventStream
 
-from .errors import from_keel_error, from_llm_failure
+from .circuits import vector_circuit
+from .errors import circuit_open, from_keel_error, from_llm_failure, llm_unhealthy
 from .heartbeat import heartbeating
 from .prompt import PreparedCall, PromptBuilder
 from .prompt import PromptConfig as PromptConfig  # the worker builds it with the activities
@@ -91,9 +93,11 @@ class ChatActivities:
         tools_repo: ToolsRepository,
         agents: AgentRegistry,
         audit: AuditLog,
+        circuits: Circuits | None = None,
         tool_redact_pattern: str = DEFAULT_KEY_PATTERN,
     ) -> None:
         self._audit = audit
+        self._circuits = circuits or Circuits(redis=None, configs={})
         self._redact = re.compile(tool_redact_pattern, re.IGNORECASE)
         self._repo = repo
         self._events = events
@@ -141,16 +145,17 @@ class ChatActivities:
         kb_ids = inp.knowledge_base_ids or self._agents.get(inp.agent).knowledge_bases
         acl = acl_filter_for_audience(principal, inp.audience, knowledge_base_ids=kb_ids or None)
         vector = await self._knowledge.embedder.embed_query(query)
-        await self._knowledge.index.ensure_collection(len(vector))
-        hits = await search_readable(
-            self._knowledge.index,
-            self._knowledge_repo,
-            vector,
-            acl=acl,
-            top_k=self._prompt.retrieval_top_k,
-            query_text=query,
-            min_similarity=self._prompt.retrieval_min_score,
-        )
+        async with vector_circuit(self._circuits):
+            await self._knowledge.index.ensure_collection(len(vector))
+            hits = await search_readable(
+                self._knowledge.index,
+                self._knowledge_repo,
+                vector,
+                acl=acl,
+                top_k=self._prompt.retrieval_top_k,
+                query_text=query,
+                min_similarity=self._prompt.retrieval_min_score,
+            )
         citations = [
             Citation(
                 document_id=h.doc_id,
@@ -195,6 +200,7 @@ class ChatActivities:
             await self._delta(inp, RETRIEVAL_UNAVAILABLE_NOTE)
         pending: list[str] = []
         flushed_at = 0.0  # the first delta goes out at once (time to first token)
+        ticket = await self._admit_llm(prepared.model, bound)
         try:
             stream = self._model.stream(
                 prepared.messages,
@@ -218,9 +224,8 @@ class ChatActivities:
                 await self._delta(inp, "".join(pending))
             final = await stream.get_final_response()
         except Exception as exc:
-            error = from_llm_failure(exc)
-            bound.warning("llm.call_failed", error_type=error.type, error=str(exc)[:500])
-            raise error from exc
+            raise await _llm_failed(exc, ticket, bound) from exc
+        await ticket.success()
         content = "".join(parts) or final.text
         # Every call the model makes is reported, offered or not: the workflow's policy decides.
         tool_calls = [await self._redacted(inp, call) for call in _tool_calls(final)]
@@ -289,6 +294,15 @@ class ChatActivities:
         )
 
     # ---------------------------------------------------------------- helpers
+    async def _admit_llm(self, model: str | None, bound: Any) -> Ticket:
+        """The model's circuit (one per model: a fallback model has its own); open: the
+        model is not called and the turn fails now, saying when to try again."""
+        try:
+            return await self._circuits.get("llm", model or self._model.model_name).admit()
+        except CircuitOpen as exc:
+            bound.warning("llm.circuit_open", dependency=exc.dependency, retry_after_s=exc.retry_after_s)
+            raise circuit_open(exc, "the model service", wait=False) from exc
+
     async def _redacted(self, inp: LlmCallInput, call: ToolCallRequest) -> ToolCallRequest:
         """The call as workflow history, approvals and the stream see it: secrets masked. The
         full arguments stay in Postgres under ``arguments_ref`` for the tool call alone."""
@@ -324,6 +338,18 @@ class ChatActivities:
         await self._events.publish(
             inp.turn_id, "message.delta", {"turn_id": inp.turn_id, "step": inp.step, "delta": text}
         )
+
+
+async def _llm_failed(exc: Exception, ticket: Ticket, bound: Any) -> ApplicationError:
+    """The activity's error for a failed model call, recorded against the circuit when it
+    says the model service is unhealthy; ``circuit_open`` when it opened the circuit."""
+    error = from_llm_failure(exc)
+    bound.warning("llm.call_failed", error_type=error.type, error=str(exc)[:500])
+    if not llm_unhealthy(exc):
+        await ticket.success()  # the model answered (a refusal): it is up
+        return error
+    opened = await ticket.failure()
+    return error if opened is None else circuit_open(opened, "the model service", wait=False)
 
 
 def _granted_output(inp: LlmCallInput, prepared: PreparedCall) -> int:

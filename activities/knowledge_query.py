@@ -10,21 +10,28 @@ from __future__ import annotations
 from temporalio import activity
 
 from core.models.knowledge_query import KnowledgeQueryInput, KnowledgeQueryResult
+from infra.circuit import Circuits
 from infra.db.knowledge_repo import KnowledgeRepository
 from infra.knowledge import KnowledgeServices, search_readable
 
+from .circuits import vector_circuit
+
 
 class KnowledgeQueryActivities:
-    def __init__(self, *, knowledge: KnowledgeServices, repo: KnowledgeRepository) -> None:
+    def __init__(
+        self, *, knowledge: KnowledgeServices, repo: KnowledgeRepository, circuits: Circuits | None = None
+    ) -> None:
         self._knowledge = knowledge
         self._repo = repo
+        self._circuits = circuits or Circuits(redis=None, configs={})
 
     @activity.defn
     async def search_knowledge(self, inp: KnowledgeQueryInput) -> KnowledgeQueryResult:
         """The chunks matching ``inp.query`` that ``inp.acl`` may read, best first."""
         vector = await self._knowledge.embedder.embed_query(inp.query)
-        await self._knowledge.index.ensure_collection(len(vector))
-        chunks = await search_readable(
-            self._knowledge.index, self._repo, vector, acl=inp.acl, top_k=inp.top_k, query_text=inp.query
-        )
+        async with vector_circuit(self._circuits):
+            await self._knowledge.index.ensure_collection(len(vector))
+            chunks = await search_readable(
+                self._knowledge.index, self._repo, vector, acl=inp.acl, top_k=inp.top_k, query_text=inp.query
+            )
         return KnowledgeQueryResult(chunks=chunks)

@@ -37,6 +37,7 @@ from core.policy.redaction import redact
 from core.policy.tools import tools_for
 from infra.agents import AgentRegistry
 from infra.audit.log import AuditLog
+from infra.circuit import CircuitOpen, Circuits
 from infra.db.tools_repo import ToolServerRecord, ToolsRepository
 from infra.mcp_client import (
     McpToolClient,
@@ -46,6 +47,8 @@ from infra.mcp_client import (
     ToolUnavailable,
 )
 from infra.turn_events import TurnEventStream
+
+from .errors import circuit_open
 
 __all__ = ["ToolActivities", "redact", "server_config"]
 
@@ -78,9 +81,11 @@ class ToolActivities:
         secrets: dict[str, dict[str, str]],
         agents: AgentRegistry,
         audit: AuditLog,
+        circuits: Circuits | None = None,
     ) -> None:
         self._repo = repo
         self._audit = audit
+        self._circuits = circuits or Circuits(redis=None, configs={})
         self._mcp = mcp
         self._events = events
         self._redact = re.compile(redact_pattern, re.IGNORECASE)
@@ -121,6 +126,14 @@ class ToolActivities:
             "arguments": audit_args,
             "context_documents": inp.context_documents,
         }
+        circuit = self._circuits.get("mcp", record.id)
+        try:
+            ticket = await circuit.admit()
+        except CircuitOpen as exc:  # the server is not called; the model is told why
+            log.warning(
+                "tool.circuit_open", tool=inp.call.name, server_id=record.id, retry_after_s=exc.retry_after_s
+            )
+            raise circuit_open(exc, f"the tool server of '{inp.call.name}'", wait=False) from exc
         await self._repo.record_invocation(status="running", **common)
         started = time.monotonic()
         try:
@@ -132,12 +145,14 @@ class ToolActivities:
                 timeout_s=inp.spec.timeout_s,
             )
         except StdioCommandRefused as exc:
+            await ticket.success()  # Keel refused it: says nothing of the server's health
             await self._repo.record_invocation(status="refused", result=str(exc)[:500], **common)
             await self._audit_invocation(inp, audit_args, "denied", reason=str(exc)[:500])
             raise ApplicationError(
                 str(exc), type=ErrorCode.STDIO_COMMAND_NOT_ALLOWED, non_retryable=True
             ) from exc
         except EgressRefused as exc:
+            await ticket.success()
             await self._repo.record_invocation(
                 status="refused", result=f"egress refused: {exc}"[:500], **common
             )
@@ -146,6 +161,7 @@ class ToolActivities:
                 f"the tool's address is not allowed: {exc}", type=ErrorCode.POLICY_DENIED, non_retryable=True
             ) from exc
         except (ToolTimeout, ToolUnavailable) as exc:
+            opened = await ticket.failure()
             latency = int((time.monotonic() - started) * 1000)
             await self._repo.record_invocation(
                 status="failed", result=str(exc)[:500], latency_ms=latency, **common
@@ -154,9 +170,12 @@ class ToolActivities:
             await self._audit_invocation(
                 inp, audit_args, "failure", error=str(exc)[:200], attempt=activity.info().attempt
             )
+            if opened is not None:
+                raise circuit_open(opened, f"the tool server of '{inp.call.name}'", wait=False) from exc
             raise ApplicationError(
                 f"the tool '{inp.call.name}' is unavailable", type=ErrorCode.UPSTREAM_UNAVAILABLE
             ) from exc
+        await ticket.success()  # a tool's own error result is a healthy server's answer
         latency = int((time.monotonic() - started) * 1000)
         content = outcome.content[:RESULT_CHARS]
         status = "completed" if outcome.ok else "failed"

@@ -68,6 +68,7 @@ _STATUS_BY_CODE: dict[str, int] = {
     ErrorCode.ROUTE_NOT_FOUND: 404,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.UPSTREAM_UNAVAILABLE: 503,
+    ErrorCode.CIRCUIT_OPEN: 503,
     ErrorCode.TIMEOUT: 504,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.OVERLOADED: 503,

@@ -40,6 +40,7 @@ class ErrorCode(StrEnum):
     LLM_BAD_RESPONSE = "llm_bad_response"
     LLM_REJECTED = "llm_rejected"
     UPSTREAM_UNAVAILABLE = "upstream_unavailable"
+    CIRCUIT_OPEN = "circuit_open"
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"
     # policy

@@ -177,6 +177,24 @@ class Settings(BaseSettings):
     rate_limit_fail_mode: Literal["open", "closed"] = "open"
     max_concurrent_requests: int = Field(default=256, ge=1)
 
+    # --- circuit breakers (docs/resilience.md#circuit-breakers) -----------------
+    #: ``failures`` unhealthy failures within ``window_s`` open a circuit for ``open_s``.
+    circuit_llm_failures: int = Field(default=5, ge=1)
+    circuit_llm_window_s: float = Field(default=30.0, gt=0)
+    circuit_llm_open_s: float = Field(default=60.0, gt=0)
+    circuit_vector_failures: int = Field(default=3, ge=1)
+    circuit_vector_window_s: float = Field(default=10.0, gt=0)
+    circuit_vector_open_s: float = Field(default=30.0, gt=0)
+    #: Each MCP tool server has its own circuit with these numbers.
+    circuit_mcp_failures: int = Field(default=5, ge=1)
+    circuit_mcp_window_s: float = Field(default=30.0, gt=0)
+    circuit_mcp_open_s: float = Field(default=60.0, gt=0)
+    circuit_slack_failures: int = Field(default=5, ge=1)
+    circuit_slack_window_s: float = Field(default=30.0, gt=0)
+    circuit_slack_open_s: float = Field(default=60.0, gt=0)
+    #: Prefix of the circuits' Redis keys: installations (or tests) sharing a Redis keep apart.
+    circuit_namespace: str = "keel"
+
     # --- token budgets and prices ------------------------------------------
     budget_daily_tokens: int | None = Field(default=200_000, ge=1)
     budget_monthly_tokens: int | None = Field(default=4_000_000, ge=1)

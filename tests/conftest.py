@@ -209,6 +209,8 @@ def settings(
         log_json=False,
         # Tests share one Redis and reuse user ids; the rate-limit tests set their own limit.
         rate_limit_per_minute=1_000_000,
+        # ... and one fake model: each test has its own circuits.
+        circuit_namespace=f"keel-test-{uuid.uuid4().hex[:8]}",
     )
 
 

@@ -19,6 +19,7 @@ from activities.knowledge_query import KnowledgeQueryActivities
 from activities.tools import ToolActivities
 from infra.agents import AgentRegistry
 from infra.audit.log import AuditLog
+from infra.circuit import create_circuits
 from infra.db.chat_repo import ChatRepository
 from infra.db.knowledge_repo import KnowledgeRepository
 from infra.db.pool import create_pool
@@ -54,6 +55,7 @@ async def chat_activities(
     pool = await create_pool(settings.database_url)
     redis = create_redis(settings.redis_url)
     model = ChatModel(settings)
+    circuits = create_circuits(settings, redis)  # shared by every worker through Redis
     allowed_hosts = settings.tool_allowed_hosts
 
     async def guard(url: str) -> list[str]:  # every new HTTP tool connection is re-checked (DNS may change)
@@ -84,6 +86,7 @@ async def chat_activities(
         tools_repo=tools_repo,
         agents=agents,
         audit=audit,
+        circuits=circuits,
         tool_redact_pattern=settings.tool_redact_pattern,
     )
     try:
@@ -97,6 +100,7 @@ async def chat_activities(
                 secrets=settings.tool_header_secrets,
                 agents=agents,
                 audit=audit,
+                circuits=circuits,
             ),
             budget=BudgetActivities(
                 repo=UsageRepository(pool),
@@ -111,7 +115,7 @@ async def chat_activities(
                     default_model=settings.llm_model_name,
                 ),
             ),
-            query=KnowledgeQueryActivities(knowledge=knowledge, repo=knowledge_repo),
+            query=KnowledgeQueryActivities(knowledge=knowledge, repo=knowledge_repo, circuits=circuits),
         )
     finally:
         await mcp.aclose()
