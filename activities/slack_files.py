@@ -15,7 +15,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
 
 from activities.slack_errors import slack_failure
 from activities.slack_people import SlackPeople
@@ -23,13 +22,13 @@ from activities.slack_turns import refusal_text, slack_principal
 from core.errors import ErrorCode
 from core.models.audit import AuditEntry, AuditEvent
 from core.models.slack import SlackFileImport, SlackFileShare, SlackReply
-from core.names import ingest_workflow_id
 from core.policy.permissions import Permission, is_granted
 from infra.audit.log import AuditLog
 from infra.blobstore import BlobStore
 from infra.db.knowledge_repo import KnowledgeRepository
 from infra.settings import Settings
 from infra.slack_web import ChannelPacer, SlackCallFailed, SlackRateLimited, slack_call
+from infra.temporal_client import stop_superseded_ingestion
 
 log = structlog.get_logger(__name__)
 
@@ -156,7 +155,7 @@ class SlackFileActivities:
                 notice=f"*{name}* is already in your personal knowledge base.",
             )
         if result.outcome == "new_version":
-            await self._stop_older_ingestion(doc.id, doc.version)
+            await stop_superseded_ingestion(self._temporal, doc.id, doc.version)
         return SlackFileImport(
             status="ingesting",
             document_id=doc.id,
@@ -164,16 +163,6 @@ class SlackFileActivities:
             filename=name,
             user_id=principal.user_id,
         )
-
-    async def _stop_older_ingestion(self, document_id: str, version: int) -> None:
-        """A new version: an older version's ingestion still running is terminated (as the
-        upload route does), so the workflow can start this version's under the same id."""
-        handle = self._temporal.get_workflow_handle(ingest_workflow_id(document_id))
-        try:
-            await handle.terminate(reason=f"superseded by version {version}")
-        except RPCError as err:
-            if err.status != RPCStatusCode.NOT_FOUND:
-                raise
 
     async def _download(self, url: str, limit: int) -> AsyncIterator[bytes]:
         """The file's bytes, with the bot token (Slack answers a sign-in page without it)."""

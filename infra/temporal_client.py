@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
 
+from core.names import ingest_workflow_id
 from infra.settings import Settings
 
 
@@ -14,3 +16,15 @@ async def connect_temporal(settings: Settings, *, address: str | None = None) ->
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
     )
+
+
+async def stop_superseded_ingestion(client: Client, document_id: str, version: int) -> None:
+    """A new version of a document is about to be ingested: terminate the older version's
+    ingestion if it still runs (its activities would stop at their next write anyway: they
+    check the version), so the new one can start under the same workflow id."""
+    handle = client.get_workflow_handle(ingest_workflow_id(document_id))
+    try:
+        await handle.terminate(reason=f"superseded by version {version}")
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise

@@ -16,7 +16,6 @@ from typing import Annotated, NamedTuple
 
 from fastapi import APIRouter, File, UploadFile
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import ResourcesDep, Uploader
 from api.errors import ApiError
@@ -31,6 +30,7 @@ from core.models.principal import Principal
 from core.names import batch_workflow_id, ingest_workflow_id
 from infra.blobstore import StoredBlob
 from infra.db.knowledge_repo import DocumentRecord, KnowledgeBaseRecord, UploadResult
+from infra.temporal_client import stop_superseded_ingestion
 from workflows import search_attributes
 from workflows.batch_ingest import BatchIngestWorkflow
 from workflows.ingest_document import IngestDocumentWorkflow
@@ -152,17 +152,6 @@ async def _start_ingest(resources: ApiResources, principal: Principal, doc: Docu
     )
 
 
-async def _stop_older_ingestion(resources: ApiResources, doc: DocumentRecord) -> None:
-    """Before a batch ingests a new version: terminate the old version's ingestion if it
-    still runs (a batch's children cannot terminate a running workflow of the same id)."""
-    handle = resources.temporal.get_workflow_handle(ingest_workflow_id(doc.id))
-    try:
-        await handle.terminate(reason=f"superseded by version {doc.version}")
-    except RPCError as err:
-        if err.status != RPCStatusCode.NOT_FOUND:
-            raise
-
-
 async def _audit_upload(
     resources: ApiResources, principal: Principal, result: UploadResult, *, batch_id: str | None = None
 ) -> None:
@@ -240,7 +229,8 @@ async def start_ingestion(
     to_ingest = {r.document.id: r.document for r in results if r.outcome != "duplicate"}
     for doc in to_ingest.values():
         if doc.version > 1:
-            await _stop_older_ingestion(resources, doc)
+            # a batch's children cannot terminate a running workflow of the same id
+            await stop_superseded_ingestion(resources.temporal, doc.id, doc.version)
     batch_id = "batch-" + uuid.uuid4().hex[:20]
     await resources.knowledge_repo.insert_batch(
         batch_id=batch_id, kb_id=kb.id, user_id=principal.user_id, document_ids=list(to_ingest)
