@@ -9,8 +9,7 @@ next message; messages the final answer no longer needs (a retried model call an
 shorter than the broken one had streamed) are deleted. ``assistant.threads.setStatus``
 says what the agent does meanwhile. It ends with the sources (linked to the web UI) and
 which visibility rule applied.
-Approval requests are posted as Block Kit messages and rewritten once decided, by
-whoever decided (Slack button, web UI or API: the ``approval.decided`` event).
+Approval requests are posted, and rewritten once decided, by ``slack_approval_posts``.
 
 Every write waits for the channel's pace (``ChannelPacer``). A 429 fails the attempt
 with Slack's ``Retry-After`` as the next retry delay; the retry replays the turn's events
@@ -22,18 +21,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 from pydantic import BaseModel, Field
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio import activity
 
+from activities.slack_approval_posts import ApprovalPosts, Approvers, PostedApproval
 from activities.slack_errors import slack_failure
 from activities.slack_format import (
     answer_blocks,
-    approval_blocks,
-    decided_blocks,
     footer_blocks,
     neutralize,
     notification_text,
@@ -68,11 +66,6 @@ class ShownMessage(BaseModel):
     closed: bool = False
 
 
-class PostedApproval(BaseModel):
-    channel_id: str
-    ts: str
-
-
 class RelayCheckpoint(BaseModel):
     """What Slack already shows; heartbeat details, so a retry does not post twice."""
 
@@ -81,12 +74,6 @@ class RelayCheckpoint(BaseModel):
     decided: list[str] = Field(default_factory=list)
     streaming_refused: bool = False
     done: bool = False
-
-
-class Approvers(Protocol):
-    """Where an approval request goes in a DM: the approver group's members Keel knows."""
-
-    async def dm_channels(self, group_id: str, *, except_slack_user: str) -> list[str]: ...
 
 
 class _Turn:
@@ -161,6 +148,13 @@ class _Relay:
         self._turn = _Turn()
         self._status_at = 0.0
         self._status = ""
+        self._approvals = ApprovalPosts(
+            call=owner.call,
+            target=inp.target,
+            approvers=owner._approvers,
+            approvals=checkpoint.approvals,
+            decided=checkpoint.decided,
+        )
 
     async def run(self) -> RelayOutcome:
         after, last_show, shown_text = "0-0", 0.0, ""
@@ -195,8 +189,7 @@ class _Relay:
     async def _lost(self) -> bool:
         """The turn's events are gone (expired, or Redis lost them) and no approval of ours
         waits (a decision would write new ones): finish with what is known."""
-        waiting = any(a not in self._cp.decided for a in self._cp.approvals)
-        if waiting or await self._o._events.exists(self._inp.turn_id):
+        if self._approvals.waiting or await self._o._events.exists(self._inp.turn_id):
             return False
         log.warning("slack.turn_events_lost", turn_id=self._inp.turn_id)
         self._turn.final = (self._turn.text + "\n\n" if self._turn.text else "") + (
@@ -221,9 +214,9 @@ class _Relay:
         elif event == "approval.required":
             view = ApprovalView.model_validate(data)
             await self._set_status(f"is waiting for approval to run {view.tool}…")
-            await self._request_approval(view)
+            await self._approvals.request(view)
         elif event == "approval.decided":
-            await self._rewrite_approval(data)
+            await self._approvals.rewrite(data)
         elif event == "turn.completed":
             result = TurnResult.model_validate(data)
             turn.result = result
@@ -398,94 +391,3 @@ class _Relay:
         msg.shown_len, msg.shown_hash = len(chunk), _digest(chunk)
         if closed is not None:
             msg.closed = closed
-
-    # -- approvals ----------------------------------------------------------- #
-    async def _request_approval(self, view: ApprovalView) -> None:
-        if view.id in self._cp.approvals or view.status != "pending":
-            return
-        posted: list[PostedApproval] = []
-        self._cp.approvals[view.id] = posted
-        blocks = approval_blocks(
-            approval_id=view.id,
-            tool=view.tool,
-            arguments=view.arguments,
-            requester=f"<@{self._t.slack_user_id}>",
-            reason=view.reason,
-        )
-        text = f"Approval needed to run {view.tool}"
-        if view.approver_group is None:  # the requester decides, here in the thread
-            reply = await self._o.call(
-                self._t.channel_id,
-                "chat.postMessage",
-                channel=self._t.channel_id,
-                thread_ts=self._t.thread_ts,
-                text=text,
-                blocks=blocks,
-                unfurl_links=False,
-                unfurl_media=False,
-            )
-            posted.append(PostedApproval(channel_id=self._t.channel_id, ts=str(reply["ts"])))
-            return
-        note = (
-            f"Waiting for approval by a member of `{view.approver_group}` (in Slack, or in Keel's approvals)."
-        )
-        reply = await self._o.call(
-            self._t.channel_id,
-            "chat.postMessage",
-            channel=self._t.channel_id,
-            thread_ts=self._t.thread_ts,
-            text=note,
-            blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": note}}],
-            unfurl_links=False,
-            unfurl_media=False,
-        )
-        posted.append(PostedApproval(channel_id=self._t.channel_id, ts=str(reply["ts"])))
-        # The requester may not approve their own call: no DM to them.
-        for channel in await self._o._approvers.dm_channels(
-            view.approver_group, except_slack_user=self._t.slack_user_id
-        ):
-            try:
-                dm = await self._o.call(
-                    channel,
-                    "chat.postMessage",
-                    channel=channel,
-                    text=text,
-                    blocks=blocks,
-                    unfurl_links=False,
-                    unfurl_media=False,
-                )
-            except SlackCallFailed as err:
-                log.warning("slack.approver_dm_failed", error=err.error, channel=channel)
-                continue
-            posted.append(PostedApproval(channel_id=channel, ts=str(dm["ts"])))
-
-    async def _rewrite_approval(self, data: dict[str, Any]) -> None:
-        approval_id = str(data.get("id", ""))
-        if approval_id in self._cp.decided:
-            return
-        status, decided_by = (
-            str(data.get("status", "")),
-            data.get("decided_by_name") or data.get("decided_by"),
-        )
-        for where in self._cp.approvals.get(approval_id, []):
-            blocks = decided_blocks(
-                tool=str(data.get("tool", "")),
-                arguments=dict(data.get("arguments") or {}),
-                status=status,
-                decided_by=str(decided_by) if decided_by else None,
-            )
-            try:
-                await self._o.call(
-                    where.channel_id,
-                    "chat.update",
-                    channel=where.channel_id,
-                    ts=where.ts,
-                    text=f"{data.get('tool', 'tool')}: {status}",
-                    blocks=blocks,
-                )
-            except SlackCallFailed as err:
-                if err.permanent:
-                    log.warning("slack.approval_rewrite_failed", error=err.error, ts=where.ts)
-                    continue
-                raise
-        self._cp.decided.append(approval_id)

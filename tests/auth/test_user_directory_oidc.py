@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
@@ -25,21 +24,13 @@ from tests.auth.conftest import ADMIN_GROUP, READONLY_GROUP
 from tests.auth.test_web_login import _cookie_header, _set_cookies, _sign_in
 from tests.conftest import RunningApi
 from tests.fakes.oidc_issuer import FakeOidcIssuer
+from tests.support.directory import directory_row
 
 ME = "/api/v1/auth/me"
 
 
 def _email(prefix: str) -> str:
     return f"{prefix}.{uuid.uuid4().hex[:8]}@contoso.example"
-
-
-async def _row(settings: Settings, user_id: str) -> dict[str, Any] | None:
-    conn = await asyncpg.connect(str(settings.database_url))
-    try:
-        row = await conn.fetchrow("SELECT * FROM user_directory WHERE user_id = $1", user_id)
-    finally:
-        await conn.close()
-    return dict(row) if row else None
 
 
 @pytest.fixture
@@ -80,7 +71,7 @@ async def test_a_bearer_sign_in_records_the_user(api: RunningApi, idp: FakeOidcI
     idp.user.groups = [ADMIN_GROUP, "0000aaaa-0000-4000-8000-000000000001"]
     resp = await api.http.get(ME, headers={"Authorization": f"Bearer {idp.issue()}"})
     assert resp.status_code == 200, resp.text
-    row = await _row(api.settings, idp.user.oid)
+    row = await directory_row(api.settings, idp.user.oid)
     assert row is not None
     assert (row["email"], row["email_normalized"]) == (idp.user.email, idp.user.email.lower())
     assert (row["display_name"], row["groups"], row["roles"]) == (
@@ -99,16 +90,16 @@ async def test_the_web_sign_in_always_records(
     idp.user.groups = [READONLY_GROUP]
     done = await _sign_in(api, browser)
     assert done.status_code == 303, done.text
-    first = await _row(api.settings, idp.user.oid)
+    first = await directory_row(api.settings, idp.user.oid)
     assert first is not None
     assert (first["source"], first["email"], first["roles"]) == ("session", idp.user.email, ["ReadOnly"])
 
     session = _set_cookies(done)["keel_session"].value
     assert (await api.http.get(ME, headers=_cookie_header(session))).status_code == 200
-    assert await _row(api.settings, idp.user.oid) == first  # the session's requests: throttled
+    assert await directory_row(api.settings, idp.user.oid) == first  # the session's requests: throttled
 
     assert (await _sign_in(api, browser)).status_code == 303  # a new sign-in, within the window
-    again = await _row(api.settings, idp.user.oid)
+    again = await directory_row(api.settings, idp.user.oid)
     assert again is not None and again["last_sign_in_at"] > first["last_sign_in_at"]
 
 
@@ -123,17 +114,17 @@ async def test_guests_and_apps_are_not_recorded(api: RunningApi, idp: FakeOidcIs
         idp.user.oid = str(uuid.uuid4())
         resp = await api.http.get(ME, headers={"Authorization": f"Bearer {idp.issue(**claims)}"})
         assert resp.status_code == 200, resp.text  # a guest may use Keel…
-        assert await _row(api.settings, idp.user.oid) is None  # …but is not in the directory
+        assert await directory_row(api.settings, idp.user.oid) is None  # …but is not in the directory
     idp.user.oid = str(uuid.uuid4())
     member = idp.issue(idp=idp.issuer, tid=idp.tenant_id, acct=0)
     assert (await api.http.get(ME, headers={"Authorization": f"Bearer {member}"})).status_code == 200
-    assert await _row(api.settings, idp.user.oid) is not None
+    assert await directory_row(api.settings, idp.user.oid) is not None
 
     sp = "5a5a5a5a-0000-4000-8000-0000000000d1"
     app_token = idp.issue(omit=("scp",), oid=sp, sub=sp, roles=["ReadOnly"])
     resp = await api.http.get(ME, headers={"Authorization": f"Bearer {app_token}"})
     assert resp.json()["auth_method"] == "service_principal"
-    assert await _row(api.settings, sp) is None
+    assert await directory_row(api.settings, sp) is None
 
 
 # --- resolve_email through Graph ----------------------------------------------------------
@@ -155,7 +146,7 @@ async def test_an_unknown_email_found_in_graph_is_stored(
     assert user.groups == tuple(groups)  # getMemberObjects, two ids a page
     assert user.roles == ("OrgAdmin",)  # KEEL_ROLE_MAPPING of those groups; no app roles from Graph
     assert user.last_sign_in_at is None and user.active
-    row = await _row(settings, person.id)
+    row = await directory_row(settings, person.id)
     assert row is not None and row["source"] == "graph"
     [query] = idp.graph_user_queries
     assert query.filter == f"mail eq '{email.lower()}' or userPrincipalName eq '{email.lower()}'"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 import asyncpg
 import pytest
@@ -21,6 +20,7 @@ from infra.identity_directory import DirectoryResolver
 from infra.redis_client import create_redis
 from infra.settings import Settings
 from tests.conftest import RunningApi
+from tests.support.directory import directory_row
 
 ME = "/api/v1/auth/me"
 WINDOW_S = 3
@@ -43,15 +43,6 @@ async def directory(settings: Settings) -> AsyncIterator[UserDirectory]:
 
 def _uid(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-async def _row(settings: Settings, user_id: str) -> dict[str, Any] | None:
-    conn = await asyncpg.connect(str(settings.database_url))
-    try:
-        row = await conn.fetchrow("SELECT * FROM user_directory WHERE user_id = $1", user_id)
-    finally:
-        await conn.close()
-    return dict(row) if row else None
 
 
 async def _me(api: RunningApi, token: str) -> None:
@@ -83,9 +74,9 @@ async def test_a_dev_token_request_records_the_user_once_per_window(api: Running
     token = await api.token(
         user_id, email="Ada.Lovelace@Example.TEST", display_name="Ada", groups=["g-eng"], roles=["TeamLead"]
     )
-    assert await _row(api.settings, user_id) is None  # issuing a token is not a sign-in
+    assert await directory_row(api.settings, user_id) is None  # issuing a token is not a sign-in
     await _me(api, token)
-    first = await _row(api.settings, user_id)
+    first = await directory_row(api.settings, user_id)
     assert first is not None
     assert first["email"] == "Ada.Lovelace@Example.TEST"
     assert first["email_normalized"] == "ada.lovelace@example.test"
@@ -95,21 +86,21 @@ async def test_a_dev_token_request_records_the_user_once_per_window(api: Running
 
     # within the window, the same identity: no write
     await _me(api, token)
-    assert await _row(api.settings, user_id) == first
+    assert await directory_row(api.settings, user_id) == first
 
     # another identity (a new token with other groups and roles) records at once
     other = await api.token(user_id, email="ada.lovelace@example.test", groups=["g-eng", "g-ops"])
     await _me(api, other)
-    second = await _row(api.settings, user_id)
+    second = await directory_row(api.settings, user_id)
     assert second is not None and second["updated_at"] > first["updated_at"]
     assert (second["groups"], second["roles"], second["display_name"]) == (["g-eng", "g-ops"], [], None)
     await _me(api, other)
-    assert await _row(api.settings, user_id) == second
+    assert await directory_row(api.settings, user_id) == second
     await _me(api, token)  # and back: the latest sign-in is what the directory holds
-    third = await _row(api.settings, user_id)
+    third = await directory_row(api.settings, user_id)
     assert third is not None and third["roles"] == ["TeamLead"]
     await _me(api, token)
-    assert await _row(api.settings, user_id) == third
+    assert await directory_row(api.settings, user_id) == third
 
     # after the window, the same token records again
     for _ in range(50):
@@ -117,7 +108,7 @@ async def test_a_dev_token_request_records_the_user_once_per_window(api: Running
             break
         await asyncio.sleep(0.2)
     await _me(api, token)
-    after = await _row(api.settings, user_id)
+    after = await directory_row(api.settings, user_id)
     assert after is not None
     assert after["last_sign_in_at"] > third["last_sign_in_at"]
     assert after["created_at"] == first["created_at"]
@@ -130,7 +121,7 @@ async def test_an_api_key_request_records_nobody(api: RunningApi) -> None:
         "/api/v1/api-keys", headers=headers, json={"name": "ci", "scopes": ["query_kb"]}
     )
     assert created.status_code == 201, created.text
-    assert await _row(api.settings, owner) is not None  # the owner's own sign-in
+    assert await directory_row(api.settings, owner) is not None  # the owner's own sign-in
     conn = await asyncpg.connect(str(api.settings.database_url))
     try:
         await conn.execute("DELETE FROM user_directory WHERE user_id = $1", owner)
@@ -138,7 +129,7 @@ async def test_an_api_key_request_records_nobody(api: RunningApi) -> None:
         await conn.close()
     resp = await api.http.get(ME, headers={"Authorization": f"Bearer {created.json()['key']}"})
     assert resp.status_code == 200 and resp.json()["auth_method"] == "api_key"
-    assert await _row(api.settings, owner) is None
+    assert await directory_row(api.settings, owner) is None
 
 
 async def test_a_failed_record_does_not_fail_the_request(api: RunningApi) -> None:
@@ -148,10 +139,10 @@ async def test_a_failed_record_does_not_fail_the_request(api: RunningApi) -> Non
     principal = Principal(user_id=user_id, email="nul@example.test", display_name="bad\x00name")
     token = issue_dev_token(principal, secret=api.settings.secret_key.get_secret_value(), ttl_s=600)
     await _me(api, token)
-    assert await _row(api.settings, user_id) is None
+    assert await directory_row(api.settings, user_id) is None
     assert 0 < await _ttl(api.settings, user_id) <= WINDOW_S
     await _me(api, await api.token(user_id, email="nul@example.test", display_name="good name"))
-    row = await _row(api.settings, user_id)
+    row = await directory_row(api.settings, user_id)
     assert row is not None and row["display_name"] == "good name"
 
 

@@ -14,13 +14,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import asyncpg
 import pytest
 from playwright.async_api import (
     Browser,
@@ -37,7 +36,7 @@ from temporalio.client import Client
 from api.web import CONTENT_SECURITY_POLICY
 from infra.settings import Settings
 from tests.conftest import RunningApi, running_platform
-from tests.fakes.mcp_counter_server import CounterMcpServer
+from tests.tools.conftest import counter, empty_allowlist  # noqa: F401 - fixtures for the tool tests
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("KEEL_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -210,21 +209,3 @@ async def web(browser: Browser, keel: RunningApi, shots: Path) -> AsyncIterator[
         yield web
     finally:
         await context.close()
-
-
-@pytest.fixture
-async def empty_allowlist(settings: Settings) -> AsyncIterator[None]:
-    """No tool server allowlisted before or after the test (the database is shared)."""
-    conn = await asyncpg.connect(str(settings.database_url))
-    try:
-        await conn.execute("UPDATE tool_servers SET deleted_at = now() WHERE deleted_at IS NULL")
-        yield
-        await conn.execute("UPDATE tool_servers SET deleted_at = now() WHERE deleted_at IS NULL")
-    finally:
-        await conn.close()
-
-
-@pytest.fixture
-def counter() -> Iterator[CounterMcpServer]:
-    with CounterMcpServer() as server:
-        yield server
