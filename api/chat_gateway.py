@@ -76,6 +76,7 @@ def _start_operation(
                 approval_timeout_s=settings.tool_approval_timeout_s,
                 max_tool_steps=agent.step_limit if agent else settings.tool_max_steps,
             ),
+            queues=settings.activity_queues,
         ),
         id=chat_workflow_id(session_id),
         task_queue=settings.chat_task_queue,

@@ -15,11 +15,13 @@ from typing import Any
 import structlog
 from fastapi import FastAPI
 
+from api.business_metrics import refreshing_business_metrics
 from api.docs_pages import add_docs_routes
 from api.errors import install_error_handlers
 from api.load_shedding import ConcurrencyLimitMiddleware
 from api.metrics import add_metrics_route
 from api.middleware import RequestIdMiddleware
+from api.request_metrics import RequestMetricsMiddleware
 from api.routes import admin, agents, api_keys, auth, chat, health, sessions, tools
 from api.routes import audit as audit_routes
 from api.routes import knowledge as knowledge_routes
@@ -71,7 +73,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             oidc=oidc,
         )
         log.info("api.started", temporal=settings.resolved_temporal_address)
-        yield
+        async with refreshing_business_metrics(pool, settings.metrics_refresh_s):
+            yield
     finally:
         app.state.resources = None
         if oidc is not None:
@@ -106,13 +109,14 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.resources = None
     install_error_handlers(app)
-    # Added last = outermost: security headers, request id, the text guard, the upload size limit (refuses
-    # oversized uploads before they take a slot), then load shedding.
+    # Added last = outermost: request metrics, security headers, request id, the text guard, the
+    # upload size limit (refuses oversized uploads before they take a slot), then load shedding.
     app.add_middleware(ConcurrencyLimitMiddleware)
     app.add_middleware(UploadSizeLimitMiddleware)
     app.add_middleware(TextGuardMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)  # CSP on everything but /docs and /redoc
+    app.add_middleware(RequestMetricsMiddleware)  # outermost: counts refusals of the others too
     app.include_router(health.router)
     add_docs_routes(app)
     add_web_routes(app)

@@ -54,7 +54,7 @@ from infra.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.support.sse import read_events
 from workers.api_server import bind_socket, serving
-from workers.chat_worker import build_chat_worker, chat_activities
+from workers.chat_worker import chat_activities, running_chat_workers
 from workflows import search_attributes
 
 VENV_BIN = Path(sys.executable).parent
@@ -213,7 +213,7 @@ async def keel_stack(args: argparse.Namespace) -> AsyncIterator[Stack]:
         # The worker owns the knowledge stack (the API asks it for queries). Chat turns here use none.
         knowledge = await stack.enter_async_context(open_knowledge(settings))
         activities = await stack.enter_async_context(chat_activities(settings, knowledge))
-        await stack.enter_async_context(build_chat_worker(env.client, settings, activities))
+        await stack.enter_async_context(running_chat_workers(env.client, settings, activities))
         await stack.enter_async_context(serving_api(settings))
         limits = httpx.Limits(max_connections=max(100, 2 * args.concurrency))
         http = await stack.enter_async_context(

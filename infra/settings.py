@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from core.models.chat import ActivityQueues
 from core.policy.permissions import ROLE_PERMISSIONS
 from core.policy.redaction import DEFAULT_KEY_PATTERN
 
@@ -60,6 +61,31 @@ class Settings(BaseSettings):
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
     chat_task_queue: str = "keel-chat"
+    #: Bulkheads (docs/operations.md): the chat workflow sends knowledge searches and MCP
+    #: tool calls to their own task queues, each served by its own worker pool, so a slow
+    #: vector index or tool cannot take the slots the model calls need.
+    retrieval_task_queue: str = "keel-retrieval"
+    tools_task_queue: str = "keel-tools"
+    #: Temporal over TLS (a self-hosted cluster with mTLS, or Temporal Cloud): the client
+    #: certificate and key, and the CA that signed the server's certificate (PEM files).
+    temporal_tls: bool = False
+    temporal_tls_cert_path: Path | None = None
+    temporal_tls_key_path: Path | None = None
+    temporal_tls_ca_path: Path | None = None
+    #: Temporal Cloud API key (instead of mTLS certificates); implies TLS.
+    temporal_api_key: SecretStr | None = None
+    #: The Temporal SDK's own Prometheus metrics (``temporal_*``) on this port, per process.
+    temporal_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+
+    # --- workers -----------------------------------------------------------
+    #: ``/health/live``, ``/health/ready`` and ``/metrics`` of a ``keel worker`` (or
+    #: ``keel slack``) process on this port; off when unset.
+    worker_health_port: int | None = Field(default=None, ge=1, le=65535)
+    #: 127.0.0.1 by default; in a pod set 0.0.0.0 so the kubelet and Prometheus reach it.
+    worker_health_host: str = "127.0.0.1"
+    #: How long a stopping worker lets its running activities finish before it cancels them
+    #: (Temporal then retries them elsewhere). Kubernetes' termination grace must be longer.
+    worker_shutdown_grace_s: float = Field(default=30.0, ge=0.0, le=3600.0)
 
     # --- Postgres / Redis / Qdrant -----------------------------------------
     database_url: str | None = None
@@ -263,10 +289,15 @@ class Settings(BaseSettings):
                 raise ValueError("KEEL_AUTH_MODE=dev is refused when KEEL_ENV=production")
             if self.secret_key.get_secret_value() in ("", DEV_SECRET_PLACEHOLDER):
                 raise ValueError("KEEL_SECRET_KEY must be set to a real secret when KEEL_ENV=production")
-            if not self.database_url or not self.redis_url or not self.temporal_address:
+            if (
+                not self.database_url
+                or not self.redis_url
+                or not self.temporal_address
+                or not self.qdrant_url
+            ):
                 raise ValueError(
-                    "KEEL_DATABASE_URL, KEEL_REDIS_URL and KEEL_TEMPORAL_ADDRESS are required "
-                    "when KEEL_ENV=production (embedded engines are for development only)"
+                    "KEEL_DATABASE_URL, KEEL_REDIS_URL, KEEL_TEMPORAL_ADDRESS and KEEL_QDRANT_URL are "
+                    "required when KEEL_ENV=production (embedded engines are for development only)"
                 )
             if not self.oidc_enabled or not self.resolved_oidc_audiences:
                 raise ValueError(
@@ -277,6 +308,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 "OIDC needs an issuer and an audience: set KEEL_OIDC_ISSUER and KEEL_OIDC_AUDIENCE"
             )
+        if (self.temporal_tls_cert_path is None) != (self.temporal_tls_key_path is None):
+            raise ValueError("KEEL_TEMPORAL_TLS_CERT_PATH and KEEL_TEMPORAL_TLS_KEY_PATH go together")
         bad_roles = sorted(set(self.role_mapping.values()) - _ROLES)
         if bad_roles:
             raise ValueError(f"KEEL_ROLE_MAPPING names unknown roles {bad_roles}; known: {sorted(_ROLES)}")
@@ -289,6 +322,8 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = None
     #: When set, ``keel api`` serves ``/metrics`` on this port (bound to KEEL_API_HOST), not on the API port.
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    #: How often the API re-reads the business gauges (active users, documents, failed operations).
+    metrics_refresh_s: float = Field(default=60.0, ge=1.0, le=3600.0)
 
     @model_validator(mode="after")
     def _refuse_exposed_edge(self) -> Settings:
@@ -376,6 +411,11 @@ class Settings(BaseSettings):
         if self.llm_provider == "openai":
             return self.llm_model
         return None
+
+    @property
+    def activity_queues(self) -> ActivityQueues:
+        """Where a chat session workflow sends its knowledge searches and tool calls."""
+        return ActivityQueues(retrieval=self.retrieval_task_queue, tools=self.tools_task_queue)
 
     @property
     def resolved_blob_path(self) -> Path:

@@ -14,11 +14,13 @@ import asyncio
 import time
 from typing import Any
 
+import aiohttp
 import redis.asyncio as aioredis
 import structlog
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from infra.circuit import Circuit, CircuitOpen
 from infra.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -49,10 +51,11 @@ PERMANENT_ERRORS = frozenset(
 
 
 class SlackCallFailed(Exception):
-    def __init__(self, method: str, error: str) -> None:
+    def __init__(self, method: str, error: str, status: int | None = None) -> None:
         super().__init__(f"Slack {method} failed: {error}")
         self.method = method
         self.error = error
+        self.status = status  # the HTTP status of Slack's answer
 
     @property
     def permanent(self) -> bool:
@@ -66,14 +69,47 @@ class SlackRateLimited(Exception):
         self.retry_after_s = retry_after_s
 
 
-def slack_web_client(settings: Settings) -> AsyncWebClient:
+class SlackCircuitOpen(SlackRateLimited):
+    """Slack's circuit is open (it kept failing): wait as a 429 waits, for the time left open."""
+
+
+class SlackWebClient(AsyncWebClient):
+    """The SDK's client, with the Slack circuit breaker (``KEEL_CIRCUIT_SLACK_*``) that
+    :func:`slack_call` goes through when one is given."""
+
+    circuit: Circuit | None = None
+
+
+def slack_web_client(settings: Settings, circuit: Circuit | None = None) -> SlackWebClient:
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
-    return AsyncWebClient(token=token, base_url=settings.slack_api_url, timeout=15, retry_handlers=[])
+    client = SlackWebClient(token=token, base_url=settings.slack_api_url, timeout=15, retry_handlers=[])
+    client.circuit = circuit
+    return client
+
+
+def slack_unhealthy(exc: BaseException) -> bool:
+    """What counts against Slack's circuit: its 5xx, timeouts and connection failures; never
+    a refusal of ours (``ok: false`` with a 200, a 4xx) or a 429 (that is pacing, not an outage)."""
+    if isinstance(exc, SlackCallFailed):
+        return exc.status is not None and exc.status >= 500
+    return isinstance(exc, TimeoutError | aiohttp.ClientError | OSError)
 
 
 async def slack_call(client: AsyncWebClient, method: str, **params: Any) -> dict[str, Any]:
     """``client.<method>(**params)`` (``method`` as Slack names it, ``chat.postMessage``);
-    Slack's reply data, or :class:`SlackCallFailed` / :class:`SlackRateLimited`."""
+    Slack's reply data, or :class:`SlackCallFailed` / :class:`SlackRateLimited` (an open
+    circuit is :class:`SlackCircuitOpen`, one of those)."""
+    circuit = getattr(client, "circuit", None)
+    if circuit is None:
+        return await _slack_call(client, method, **params)
+    try:
+        async with circuit.guard(slack_unhealthy):
+            return await _slack_call(client, method, **params)
+    except CircuitOpen as exc:
+        raise SlackCircuitOpen(method, exc.retry_after_s) from exc
+
+
+async def _slack_call(client: AsyncWebClient, method: str, **params: Any) -> dict[str, Any]:
     try:
         response = (
             await client.api_call(method, json=params)
@@ -90,8 +126,8 @@ async def slack_call(client: AsyncWebClient, method: str, **params: Any) -> dict
         error = (
             str(err.response.get("error", "unknown_error")) if err.response is not None else "unknown_error"
         )
-        log.warning("slack.call_failed", method=method, error=error)
-        raise SlackCallFailed(method, error) from err
+        log.warning("slack.call_failed", method=method, error=error, status=status)
+        raise SlackCallFailed(method, error, status if isinstance(status, int) else None) from err
     data: dict[str, Any] = dict(response.data) if isinstance(response.data, dict) else {}
     return data
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable
 
 import structlog
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -22,7 +23,9 @@ class SlackNotConfigured(RuntimeError):
     pass
 
 
-async def run_socket_mode(settings: Settings) -> None:
+async def run_socket_mode(settings: Settings, on_state: Callable[[str], None] | None = None) -> None:
+    """Connect and serve until SIGINT/SIGTERM; ``on_state`` hears ``connected`` and ``closing``
+    (``keel slack``'s readiness probe)."""
     if settings.slack_bot_token is None or settings.slack_app_token is None:
         raise SlackNotConfigured(
             "Socket Mode needs KEEL_SLACK_BOT_TOKEN (xoxb-…) and "
@@ -37,8 +40,12 @@ async def run_socket_mode(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     await handler.connect_async()  # type: ignore[no-untyped-call]
     log.info("slack.socket_mode_connected")
+    if on_state is not None:
+        on_state("connected")
     try:
         await stop.wait()
     finally:
+        if on_state is not None:
+            on_state("closing")
         await handler.close_async()  # type: ignore[no-untyped-call]
         log.info("slack.socket_mode_closed")

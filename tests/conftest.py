@@ -19,7 +19,7 @@ import os
 import socket
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from infra.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
 from workers.api_app import build_api
 from workers.api_server import bind_socket, serving, start_server
+from workers.queues import QUEUE_GROUPS
 from workers.runtime import running_workers
 from workflows import search_attributes
 
@@ -204,6 +205,8 @@ def settings(
         chat_task_queue=f"keel-chat-test-{uuid.uuid4().hex[:8]}",
         ingest_task_queue=f"keel-ingest-test-{uuid.uuid4().hex[:8]}",
         audit_task_queue=f"keel-audit-test-{uuid.uuid4().hex[:8]}",
+        retrieval_task_queue=f"keel-retrieval-test-{uuid.uuid4().hex[:8]}",
+        tools_task_queue=f"keel-tools-test-{uuid.uuid4().hex[:8]}",
         qdrant_path=tmp_path / "qdrant",
         api_port=free_port(),
         log_json=False,
@@ -255,12 +258,15 @@ async def api(settings: Settings) -> AsyncIterator[RunningApi]:
 
 
 @asynccontextmanager
-async def running_platform(settings: Settings, temporal_client: Client) -> AsyncIterator[RunningApi]:
+async def running_platform(
+    settings: Settings, temporal_client: Client, groups: Collection[str] = QUEUE_GROUPS
+) -> AsyncIterator[RunningApi]:
     """API + in-process workers on the settings' own task queues (the workers own the
-    knowledge stack; the API asks them for knowledge queries, as in production)."""
+    knowledge stack; the API asks them for knowledge queries, as in production); only the
+    task-queue ``groups`` given have workers."""
     async with (
         open_knowledge(settings) as knowledge,
-        running_workers(temporal_client, settings, knowledge),
+        running_workers(temporal_client, settings, knowledge, groups),
         running_api(settings) as running,
     ):
         yield running

@@ -37,6 +37,7 @@ from infra.audit.sinks import build_sinks
 from infra.db.pool import create_pool
 from infra.settings import Settings
 from infra.temporal_setup import ensure_schedule, remove_schedule
+from workers.queues import shutdown_options
 from workflows.audit_export import AuditExportWorkflow
 from workflows.audit_retention import AuditRetentionWorkflow
 
@@ -66,6 +67,7 @@ def build_audit_worker(client: Client, settings: Settings, activities: AuditActi
         workflows=[AuditRetentionWorkflow, AuditExportWorkflow],
         activities=[activities.purge_expired, activities.record_purge, activities.export_batch],
         max_concurrent_activities=4,
+        **shutdown_options(settings),
     )
 
 
@@ -134,8 +136,11 @@ async def ensure_audit_schedules(client: Client, settings: Settings) -> None:
 
 
 @asynccontextmanager
-async def running_audit_worker(client: Client, settings: Settings) -> AsyncIterator[None]:
+async def running_audit_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
     """The audit worker, with its schedules brought up to date once it polls."""
-    async with audit_activities(settings) as activities, build_audit_worker(client, settings, activities):
+    async with (
+        audit_activities(settings) as activities,
+        build_audit_worker(client, settings, activities) as worker,
+    ):
         await ensure_audit_schedules(client, settings)
-        yield
+        yield worker

@@ -6,8 +6,8 @@ This is the only place the chat activities' clients are wired together.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Collection
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from temporalio.client import Client
@@ -32,6 +32,7 @@ from infra.mcp_client import McpToolClient
 from infra.redis_client import create_redis
 from infra.settings import Settings
 from infra.turn_events import TurnEventStream
+from workers.queues import shutdown_options
 from workflows.chat_session import ChatSessionWorkflow
 from workflows.knowledge_query import KnowledgeQueryWorkflow
 from workflows.tool_discovery import ToolDiscoveryWorkflow
@@ -125,35 +126,80 @@ async def chat_activities(
 
 
 def build_chat_worker(client: Client, settings: Settings, activities: ChatWorkerActivities) -> Worker:
-    """The chat task queue's worker. Its workflows run without the SDK's sandbox: every
-    chat turn is a few workflow activations, and the sandbox's per-activation cost was
-    about a sixth of the worker's CPU per turn (bench/README.md). Determinism is still
-    checked with the sandbox where it is cheap: the replay tests (``Replayer``'s default
-    runner) replay every committed history in it, and lint-imports keeps I/O libraries
-    out of workflows/."""
-    chat, tools, budget, query = activities.chat, activities.tools, activities.budget, activities.query
+    """The chat task queue's worker: the chat workflows, their local activities (short
+    Postgres/Redis steps that run inside the workflow task) and the model call. Knowledge
+    searches and tool calls run on their own queues (:func:`build_retrieval_worker`,
+    :func:`build_tools_worker`): bulkheads, docs/operations.md.
+
+    Its workflows run without the SDK's sandbox: every chat turn is a few workflow
+    activations, and the sandbox's per-activation cost was about a sixth of the worker's
+    CPU per turn (bench/README.md). Determinism is still checked with the sandbox where it
+    is cheap: the replay tests (``Replayer``'s default runner) replay every committed
+    history in it, and lint-imports keeps I/O libraries out of workflows/."""
+    chat, tools, budget = activities.chat, activities.tools, activities.budget
     return Worker(
         client,
         task_queue=settings.chat_task_queue,
-        workflows=[ChatSessionWorkflow, ToolDiscoveryWorkflow, KnowledgeQueryWorkflow],
+        workflows=[ChatSessionWorkflow],
         activities=[
             chat.begin_turn,
-            chat.retrieve,
             chat.call_llm,
             chat.record_tool_step,
             chat.complete_turn,
             chat.end_session,
             chat.delete_session,
             tools.load_tools,
-            tools.call_tool,
             tools.record_refusal,
             tools.record_approval,
             tools.resolve_approval,
-            tools.discover_tools,
             budget.reserve_budget,
             budget.settle_budget,
-            query.search_knowledge,
         ],
         max_concurrent_activities=200,
         workflow_runner=UnsandboxedWorkflowRunner(),
+        **shutdown_options(settings),
     )
+
+
+def build_retrieval_worker(client: Client, settings: Settings, activities: ChatWorkerActivities) -> Worker:
+    """Knowledge searches (a chat turn's ``retrieve``, and the direct query's workflow with
+    its ``search_knowledge``): embedding the query and searching the vector index."""
+    return Worker(
+        client,
+        task_queue=settings.retrieval_task_queue,
+        workflows=[KnowledgeQueryWorkflow],
+        activities=[activities.chat.retrieve, activities.query.search_knowledge],
+        max_concurrent_activities=64,
+        **shutdown_options(settings),
+    )
+
+
+def build_tools_worker(client: Client, settings: Settings, activities: ChatWorkerActivities) -> Worker:
+    """MCP tool calls, and tool discovery's workflow: each may wait up to its tool's timeout."""
+    return Worker(
+        client,
+        task_queue=settings.tools_task_queue,
+        workflows=[ToolDiscoveryWorkflow],
+        activities=[activities.tools.call_tool, activities.tools.discover_tools],
+        max_concurrent_activities=100,
+        **shutdown_options(settings),
+    )
+
+
+_BUILDERS = {"chat": build_chat_worker, "retrieval": build_retrieval_worker, "tools": build_tools_worker}
+
+
+@asynccontextmanager
+async def running_chat_workers(
+    client: Client,
+    settings: Settings,
+    activities: ChatWorkerActivities,
+    groups: Collection[str] = tuple(_BUILDERS),
+) -> AsyncIterator[list[Worker]]:
+    """The chat, retrieval and tools workers (those of ``groups``), polling for the block."""
+    async with AsyncExitStack() as stack:
+        yield [
+            await stack.enter_async_context(build(client, settings, activities))
+            for name, build in _BUILDERS.items()
+            if name in groups
+        ]

@@ -11,6 +11,8 @@ from infra.logging import configure_logging
 from infra.settings import Settings
 from workers.audit_cli import add_audit_parser, run_audit
 from workers.kb_cli import add_kb_parser, run_kb
+from workers.queues import QUEUE_GROUPS, UnknownQueueGroup, parse_queues
+from workers.serving import PortInUse
 
 
 def _settings() -> Settings:
@@ -21,12 +23,33 @@ def _settings() -> Settings:
         raise SystemExit(2) from exc
 
 
+def _run_worker(queues: str | None, settings: Settings) -> None:
+    from workers.worker_main import run_worker
+
+    try:
+        groups = parse_queues(queues)
+    except UnknownQueueGroup as err:
+        sys.stderr.write(f"keel worker: {err}\n")
+        raise SystemExit(2) from err
+    try:
+        asyncio.run(run_worker(settings, groups))
+    except PortInUse as err:
+        sys.stderr.write(f"keel worker: {err}\n")
+        raise SystemExit(1) from err
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="keel", description="Keel: durable enterprise agents on Temporal")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("dev", help="run the whole platform on this machine (embedded engines)")
     sub.add_parser("api", help="run the API server")
-    sub.add_parser("worker", help="run the chat worker")
+    worker = sub.add_parser("worker", help="run the workers (all task-queue groups, or --queues)")
+    worker.add_argument(
+        "--queues",
+        default=None,
+        metavar="GROUPS",
+        help=f"comma-separated task-queue groups to run: {', '.join(QUEUE_GROUPS)} (default: all)",
+    )
     sub.add_parser("slack", help="connect the Slack bot over Socket Mode (KEEL_SLACK_APP_TOKEN)")
     sub.add_parser("migrate", help="apply database migrations")
     add_kb_parser(sub)
@@ -40,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         asyncio.run(run_dev(settings))
     elif args.command == "api":
-        from workers.api_server import PortInUse, run_api
+        from workers.api_server import run_api
 
         try:
             asyncio.run(run_api(settings))
@@ -48,17 +71,19 @@ def main(argv: Sequence[str] | None = None) -> None:
             sys.stderr.write(f"keel api: {err}\n")
             raise SystemExit(1) from err
     elif args.command == "worker":
-        from workers.worker_main import run_worker
-
-        asyncio.run(run_worker(settings))
+        _run_worker(args.queues, settings)
     elif args.command == "slack":
-        from slack_app.socket_mode import SlackNotConfigured, run_socket_mode
+        from slack_app.socket_mode import SlackNotConfigured
+        from workers.slack_main import run_slack
 
         try:
-            asyncio.run(run_socket_mode(settings))
+            asyncio.run(run_slack(settings))
         except SlackNotConfigured as err:
             sys.stderr.write(f"keel slack: {err}\n")
             raise SystemExit(2) from err
+        except PortInUse as err:
+            sys.stderr.write(f"keel slack: {err}\n")
+            raise SystemExit(1) from err
     elif args.command == "migrate":
         from infra.db.migrate import apply_migrations
 

@@ -13,6 +13,7 @@ from infra.db.knowledge_repo import KnowledgeRepository
 from infra.db.pool import create_pool
 from infra.knowledge import KnowledgeServices
 from infra.settings import Settings
+from workers.queues import shutdown_options
 from workflows.batch_ingest import BatchIngestWorkflow
 from workflows.delete_document import DeleteDocumentWorkflow
 from workflows.document_acl import DocumentAclWorkflow
@@ -59,4 +60,5 @@ def build_ingest_worker(client: Client, settings: Settings, activities: IngestAc
             activities.update_document_acl,
         ],
         max_concurrent_activities=8,
+        **shutdown_options(settings),
     )

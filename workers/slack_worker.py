@@ -20,6 +20,7 @@ from infra.agents import AgentRegistry
 from infra.audit.log import AuditLog
 from infra.auth.graph_users import GraphUsers
 from infra.blobstore import FilesystemBlobStore
+from infra.circuit import create_circuits
 from infra.db.chat_repo import ChatRepository
 from infra.db.knowledge_repo import KnowledgeRepository
 from infra.db.pool import create_pool
@@ -34,6 +35,7 @@ from infra.settings import Settings
 from infra.slack_web import ChannelPacer, slack_web_client
 from infra.turn_events import TurnEventStream
 from slack_app.delivery import SlackDeliveryActivities
+from workers.queues import shutdown_options
 from workflows.slack_commands import SlackCommandWorkflow
 from workflows.slack_file import SlackFileWorkflow
 from workflows.slack_turn import SlackApprovalWorkflow, SlackTurnWorkflow
@@ -54,7 +56,7 @@ async def slack_activities(client: Client, settings: Settings) -> AsyncIterator[
         raise RuntimeError("KEEL_DATABASE_URL and KEEL_REDIS_URL must be set for the worker")
     pool = await create_pool(settings.database_url)
     redis = create_redis(settings.redis_url)
-    slack = slack_web_client(settings)
+    slack = slack_web_client(settings, create_circuits(settings, redis).get("slack"))
     graph = GraphUsers.from_settings(settings, redis=redis)
     directory = UserDirectory(pool)
     people = SlackPeople(
@@ -138,13 +140,14 @@ def build_slack_worker(client: Client, settings: Settings, activities: SlackWork
             a.commands.respond,
         ],
         max_concurrent_activities=200,
+        **shutdown_options(settings),
     )
 
 
 @asynccontextmanager
-async def running_slack_worker(client: Client, settings: Settings) -> AsyncIterator[None]:
+async def running_slack_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
     async with (
         slack_activities(client, settings) as activities,
-        build_slack_worker(client, settings, activities),
+        build_slack_worker(client, settings, activities) as worker,
     ):
-        yield
+        yield worker

@@ -147,6 +147,7 @@ class ChatTurn:
                     knowledge_base_ids=req.knowledge_base_ids,
                     audience=req.audience,
                 ),
+                task_queue=inp.queues.retrieval,
                 **activity_presets.VECTOR,
             )
         except ActivityError:
@@ -388,6 +389,7 @@ class ChatTurn:
                     idempotency_key=key,
                     context_documents=untrusted,
                 ),
+                task_queue=inp.queues.tools,
                 **activity_presets.tool_call(timeout_s=spec.timeout_s, max_retries=spec.max_retries),
             )
         except ActivityError as err:

@@ -180,7 +180,7 @@ async def query_knowledge_base(
             KnowledgeQueryWorkflow.run,
             query,
             id=knowledge_query_workflow_id(uuid.uuid4().hex),
-            task_queue=resources.settings.chat_task_queue,
+            task_queue=resources.settings.retrieval_task_queue,
             execution_timeout=timedelta(seconds=resources.settings.request_timeout_s),
             search_attributes=search_attributes.for_kind(
                 user_id=principal.user_id, kind=KIND_KNOWLEDGE_QUERY

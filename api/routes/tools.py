@@ -244,7 +244,7 @@ async def add_tool_server(
             ToolDiscoveryWorkflow.run,
             record.id,
             id=tool_discovery_workflow_id(record.id),
-            task_queue=resources.settings.chat_task_queue,
+            task_queue=resources.settings.tools_task_queue,
         )
     except WorkflowFailureError as exc:
         await repo.delete_server(record.id)

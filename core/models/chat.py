@@ -37,12 +37,21 @@ class SessionCarry(BaseModel):
     last_turn_at: datetime | None = None
 
 
+class ActivityQueues(BaseModel):
+    """Where a chat turn sends the activities that run in their own worker pools
+    (bulkheads, docs/operations.md). ``None``: the session workflow's own task queue."""
+
+    retrieval: str | None = None
+    tools: str | None = None
+
+
 class ChatSessionInput(BaseModel):
     session_id: str
     user_id: str
     agent: str = "default"
     fallback_model: str | None = None
     limits: SessionLimits = Field(default_factory=SessionLimits)
+    queues: ActivityQueues = Field(default_factory=ActivityQueues)
     carry: SessionCarry | None = None
 
 

@@ -685,7 +685,8 @@ class FakeSlack(ThreadedServer):
 
     def fail_next(self, method: str, error: str, *, times: int = 1) -> None:
         """The next ``times`` calls of ``method`` answer ``{"ok": false, "error": error}``
-        (``"ratelimited"`` comes as HTTP 429 with ``Retry-After: 1``)."""
+        (``"ratelimited"`` comes as HTTP 429 with ``Retry-After: 1``; ``"http_503"`` (any
+        ``http_5xx``) as that HTTP status with ``error: service_unavailable``: an outage)."""
         with self._lock:
             self._failures.setdefault(method, []).extend([error] * times)
 
@@ -828,6 +829,18 @@ class FakeSlack(ThreadedServer):
             error = failures.pop(0)
             if error == "ratelimited":
                 return done({"ok": False, "error": error}, 1)
+            if error.startswith("http_"):  # an outage: Slack answers 5xx
+                status = int(error.removeprefix("http_"))
+                return Call(
+                    method,
+                    params,
+                    headers,
+                    time.monotonic(),
+                    status,
+                    {"ok": False, "error": "service_unavailable"},
+                    False,
+                    None,
+                )
             return done({"ok": False, "error": error})
         try:
             return done({"ok": True, **handler(params)})

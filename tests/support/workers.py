@@ -9,7 +9,8 @@ import sys
 from infra.settings import Settings
 
 
-def spawn_worker(settings: Settings, **extra_env: str) -> subprocess.Popen[bytes]:
+def spawn_worker(settings: Settings, *args: str, **extra_env: str) -> subprocess.Popen[bytes]:
+    """``keel worker <args>`` with the test's settings (and ``extra_env``) in its environment."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
     env.update(
         {
@@ -21,6 +22,8 @@ def spawn_worker(settings: Settings, **extra_env: str) -> subprocess.Popen[bytes
             "KEEL_REDIS_URL": str(settings.redis_url),
             "KEEL_CHAT_TASK_QUEUE": settings.chat_task_queue,
             "KEEL_INGEST_TASK_QUEUE": settings.ingest_task_queue,
+            "KEEL_RETRIEVAL_TASK_QUEUE": settings.retrieval_task_queue,
+            "KEEL_TOOLS_TASK_QUEUE": settings.tools_task_queue,
             "KEEL_LOG_JSON": "false",
         }
     )
@@ -33,7 +36,7 @@ def spawn_worker(settings: Settings, **extra_env: str) -> subprocess.Popen[bytes
             }
         )
     env.update(extra_env)
-    return subprocess.Popen([sys.executable, "-m", "workers.cli", "worker"], env=env)
+    return subprocess.Popen([sys.executable, "-m", "workers.cli", "worker", *args], env=env)
 
 
 def stop_workers(*procs: subprocess.Popen[bytes] | None) -> None:

@@ -23,7 +23,7 @@ from infra.knowledge import open_knowledge
 from infra.settings import Settings
 from tests.fakes.mcp_counter_server import CounterMcpServer
 from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall, ToolCalls
-from workers.chat_worker import build_chat_worker, chat_activities
+from workers.chat_worker import chat_activities, running_chat_workers
 from workflows.chat_session import ChatSessionWorkflow
 
 pytestmark = pytest.mark.slow
@@ -52,7 +52,7 @@ async def test_three_day_approval_expires(settings: Settings, llm: FakeOpenAI) -
             async with (
                 open_knowledge(tool_settings) as knowledge,
                 chat_activities(tool_settings, knowledge) as activities,
-                build_chat_worker(env.client, tool_settings, activities),
+                running_chat_workers(env.client, tool_settings, activities),
             ):
                 handle = await env.client.start_workflow(
                     ChatSessionWorkflow.run,
@@ -60,6 +60,7 @@ async def test_three_day_approval_expires(settings: Settings, llm: FakeOpenAI) -
                         session_id=session_id,
                         user_id="slow-approver",
                         limits=SessionLimits(approval_timeout_s=3 * 24 * 3600, idle_timeout_s=30 * 24 * 3600),
+                        queues=tool_settings.activity_queues,
                     ),
                     id=chat_workflow_id(session_id),
                     task_queue=tool_settings.chat_task_queue,

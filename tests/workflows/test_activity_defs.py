@@ -89,9 +89,15 @@ class _RecordingWorker:
     built: list[_Registered] = []
 
     def __init__(
-        self, client: object, *, task_queue: str, workflows: list[type], activities: list[Any], **_: Any
+        self,
+        client: object,
+        *,
+        task_queue: str,
+        activities: list[Any],
+        workflows: list[type] | None = None,
+        **_: Any,
     ):
-        _RecordingWorker.built.append(_Registered(task_queue, list(workflows), list(activities)))
+        _RecordingWorker.built.append(_Registered(task_queue, list(workflows or []), list(activities)))
 
 
 @pytest.fixture(scope="module")
@@ -103,16 +109,18 @@ def workers() -> list[_Registered]:
     try:
         for module in (chat_worker, ingest_worker, audit_worker, slack_worker):
             patch.setattr(module, "Worker", _RecordingWorker)
-        chat_worker.build_chat_worker(
-            None,  # type: ignore[arg-type]
-            settings,
-            chat_worker.ChatWorkerActivities(
-                chat=_bare(activities.chat.ChatActivities),
-                tools=_bare(activities.tools.ToolActivities),
-                budget=_bare(activities.budget.BudgetActivities),
-                query=_bare(activities.knowledge_query.KnowledgeQueryActivities),
-            ),
+        chat = chat_worker.ChatWorkerActivities(
+            chat=_bare(activities.chat.ChatActivities),
+            tools=_bare(activities.tools.ToolActivities),
+            budget=_bare(activities.budget.BudgetActivities),
+            query=_bare(activities.knowledge_query.KnowledgeQueryActivities),
         )
+        for build in (
+            chat_worker.build_chat_worker,
+            chat_worker.build_retrieval_worker,
+            chat_worker.build_tools_worker,
+        ):
+            build(None, settings, chat)  # type: ignore[arg-type]
         ingest_worker.build_ingest_worker(None, settings, _bare(activities.ingest.IngestActivities))  # type: ignore[arg-type]
         audit_worker.build_audit_worker(None, settings, _bare(activities.audit.AuditActivities))  # type: ignore[arg-type]
         slack_worker.build_slack_worker(
@@ -139,15 +147,27 @@ def _protocols() -> dict[str, type]:
     }
 
 
-def _calls_in(module: ModuleType, protocols: dict[str, type], seen: set[str]) -> set[tuple[str, str]]:
-    """``(protocol, method)`` for every ``Protocol.method`` in ``module`` and in the workflows
-    helper modules it imports (chat_turn, chat_approvals), not in other workflow modules."""
+def _calls_in(
+    module: ModuleType, protocols: dict[str, type], seen: set[str]
+) -> set[tuple[str, str, str | None]]:
+    """``(protocol, method, queue group)`` for every ``Protocol.method`` in ``module`` and in the
+    workflows helper modules it imports (chat_turn, chat_approvals), not in other workflow
+    modules. The group is ``x`` when the call passes ``task_queue=<input>.queues.x`` (a
+    bulkhead: the activity runs on that group's queue), else ``None`` (the workflow's own)."""
     if module.__name__ in seen:
         return set()
     seen.add(module.__name__)
     tree = ast.parse(Path(module.__file__ or "").read_text())
+    routed: dict[tuple[str, str], str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Attribute):
+            target = node.args[0]
+            for kw in node.keywords:
+                if kw.arg == "task_queue" and isinstance(kw.value, ast.Attribute):
+                    assert isinstance(target.value, ast.Name)
+                    routed[(target.value.id, target.attr)] = kw.value.attr
     calls = {
-        (node.value.id, node.attr)
+        (node.value.id, node.attr, routed.get((node.value.id, node.attr)))
         for node in ast.walk(tree)
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in protocols
     }
@@ -184,20 +204,38 @@ def test_every_activity_a_workflow_calls_is_registered_alike_on_its_worker(
     workers: list[_Registered],
 ) -> None:
     protocols = _protocols()
-    checked = 0
+    settings = Settings()
+    by_queue = {w.task_queue: w for w in workers}
+    checked = routed = 0
     for worker in workers:
-        registered = {d.name: d for d in map(_definition, worker.activities)}
         for wf in worker.workflows:
             calls = _calls_in(importlib.import_module(wf.__module__), protocols, set())
-            for proto_name, method in sorted(calls):
+            for proto_name, method, group in sorted(calls, key=str):
+                queue = getattr(settings, f"{group}_task_queue") if group else worker.task_queue
+                registered = {d.name: d for d in map(_definition, by_queue[queue].activities)}
                 scheduled = _definition(getattr(protocols[proto_name], method))
                 where = f"{wf.__name__} calls {proto_name}.{method} as {scheduled.name!r}"
                 impl = registered.get(scheduled.name)
-                assert impl is not None, f"{where}: not registered on task queue {worker.task_queue!r}"
+                assert impl is not None, f"{where}: not registered on task queue {queue!r}"
                 assert impl.arg_types == scheduled.arg_types, f"{where}: input types differ"
                 assert impl.ret_type == scheduled.ret_type, f"{where}: result type differs"
                 checked += 1
+                routed += group is not None
     assert checked >= 20  # the scan still finds the calls (BatchIngestWorkflow alone makes none)
+    assert routed >= 2  # retrieve and call_tool go to their bulkheads
+
+
+def test_bulkhead_activities_run_only_in_their_own_pool(workers: list[_Registered]) -> None:
+    """The chat worker does not also serve knowledge searches or tool calls: a slow tool or
+    index fills only its own pool's slots."""
+    settings = Settings()
+    names = {w.task_queue: {_definition(fn).name for fn in w.activities} for w in workers}
+    assert {"retrieve", "search_knowledge"} <= names[settings.retrieval_task_queue]
+    assert {"call_tool", "discover_tools"} <= names[settings.tools_task_queue]
+    assert (
+        not {"retrieve", "search_knowledge", "call_tool", "discover_tools"} & names[settings.chat_task_queue]
+    )
+    assert "call_llm" in names[settings.chat_task_queue]
 
 
 def test_every_declared_activity_is_registered_by_some_worker(workers: list[_Registered]) -> None:

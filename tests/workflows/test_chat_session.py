@@ -26,7 +26,7 @@ from core.names import chat_workflow_id
 from infra.knowledge import open_knowledge
 from infra.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
-from workers.chat_worker import ChatWorkerActivities, build_chat_worker, chat_activities
+from workers.chat_worker import ChatWorkerActivities, chat_activities, running_chat_workers
 from workflows.chat_session import ChatSessionWorkflow
 
 
@@ -39,7 +39,12 @@ async def worker_activities(settings: Settings) -> AsyncIterator[ChatWorkerActiv
 def _start(settings: Settings, session_id: str, user_id: str, **limits: int) -> WithStartWorkflowOperation:  # type: ignore[type-arg]
     return WithStartWorkflowOperation(
         ChatSessionWorkflow.run,
-        ChatSessionInput(session_id=session_id, user_id=user_id, limits=SessionLimits(**limits)),
+        ChatSessionInput(
+            session_id=session_id,
+            user_id=user_id,
+            limits=SessionLimits(**limits),
+            queues=settings.activity_queues,
+        ),
         id=chat_workflow_id(session_id),
         task_queue=settings.chat_task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -75,7 +80,7 @@ async def test_validator_rejects_bad_updates_before_history(
     temporal_client: Client, settings: Settings, worker_activities: ChatWorkerActivities, llm: FakeOpenAI
 ) -> None:
     session_id = uuid.uuid4().hex
-    async with build_chat_worker(temporal_client, settings, worker_activities):
+    async with running_chat_workers(temporal_client, settings, worker_activities):
         ok = await temporal_client.execute_update_with_start_workflow(
             ChatSessionWorkflow.send_message,
             _request("u1", turn_id="turn-1"),
@@ -123,7 +128,7 @@ async def test_same_update_id_returns_the_same_turn(
 ) -> None:
     session_id = uuid.uuid4().hex
     req = _request("u1", "once only")
-    async with build_chat_worker(temporal_client, settings, worker_activities):
+    async with running_chat_workers(temporal_client, settings, worker_activities):
         results = await asyncio.gather(
             *(
                 temporal_client.execute_update_with_start_workflow(
@@ -145,7 +150,7 @@ async def test_turns_of_one_session_run_in_order(
 ) -> None:
     session_id = uuid.uuid4().hex
     llm.enqueue(Reply("first", ttft_s=0.3), Reply("second"), Reply("third"))
-    async with build_chat_worker(temporal_client, settings, worker_activities):
+    async with running_chat_workers(temporal_client, settings, worker_activities):
         start = _start(settings, session_id, "u1")
         h1 = await temporal_client.start_update_with_start_workflow(
             ChatSessionWorkflow.send_message,
@@ -174,7 +179,7 @@ async def test_cancel_signal_stops_the_model_call(
     session_id = uuid.uuid4().hex
     llm.hold()
     req = _request("u1", "long answer please")
-    async with build_chat_worker(temporal_client, settings, worker_activities):
+    async with running_chat_workers(temporal_client, settings, worker_activities):
         update = await temporal_client.start_update_with_start_workflow(
             ChatSessionWorkflow.send_message,
             req,
@@ -196,7 +201,7 @@ async def test_session_ends_after_idle_timeout_and_restarts_on_next_message(
     temporal_client: Client, settings: Settings, worker_activities: ChatWorkerActivities, llm: FakeOpenAI
 ) -> None:
     session_id = uuid.uuid4().hex
-    async with build_chat_worker(temporal_client, settings, worker_activities):
+    async with running_chat_workers(temporal_client, settings, worker_activities):
         first = await temporal_client.execute_update_with_start_workflow(
             ChatSessionWorkflow.send_message,
             _request("u1", "one"),
@@ -225,11 +230,14 @@ async def test_long_idle_timeout_with_time_skipping(
         data_converter=pydantic_data_converter,
     )
     try:
-        async with build_chat_worker(env.client, settings, worker_activities):
+        async with running_chat_workers(env.client, settings, worker_activities):
             handle = await env.client.start_workflow(
                 ChatSessionWorkflow.run,
                 ChatSessionInput(
-                    session_id="ts", user_id="u1", limits=SessionLimits(idle_timeout_s=7 * 24 * 3600)
+                    session_id="ts",
+                    user_id="u1",
+                    limits=SessionLimits(idle_timeout_s=7 * 24 * 3600),
+                    queues=settings.activity_queues,
                 ),
                 id=chat_workflow_id(f"ts-{uuid.uuid4().hex}"),
                 task_queue=settings.chat_task_queue,

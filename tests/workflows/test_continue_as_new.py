@@ -18,7 +18,7 @@ from core.names import chat_workflow_id
 from infra.knowledge import open_knowledge
 from infra.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI
-from workers.chat_worker import build_chat_worker, chat_activities
+from workers.chat_worker import chat_activities, running_chat_workers
 from workflows.chat_session import ChatSessionWorkflow
 
 pytestmark = pytest.mark.slow
@@ -37,13 +37,13 @@ async def test_continue_as_new_keeps_the_conversation(settings: Settings, llm: F
         async with (
             open_knowledge(settings) as knowledge,
             chat_activities(settings, knowledge) as activities,
-            build_chat_worker(env.client, settings, activities),
+            running_chat_workers(env.client, settings, activities),
         ):
             results = []
             for n in range(6):
                 start = WithStartWorkflowOperation(
                     ChatSessionWorkflow.run,
-                    ChatSessionInput(session_id=session_id, user_id="u1"),
+                    ChatSessionInput(session_id=session_id, user_id="u1", queues=settings.activity_queues),
                     id=wf_id,
                     task_queue=settings.chat_task_queue,
                     id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
