@@ -28,6 +28,8 @@ COPY api ./api
 COPY slack_app ./slack_app
 COPY workers ./workers
 RUN pip install . && rm -rf /src
+# temporal/setup.sh: the namespace and search-attribute set-up (the chart's set-up Job runs it)
+COPY --chmod=755 temporal/setup.sh /opt/keel/bin/keel-temporal-setup
 # api/web/pages.py serves node_modules from next to the installed `api` package
 COPY --from=web /web/node_modules /opt/keel/lib/python3.11/site-packages/node_modules
 

@@ -335,7 +335,8 @@ class ChatActivities:
         )
 
     async def _delta(self, inp: LlmCallInput, text: str) -> None:
-        await self._events.publish(
+        # Best effort: without Redis the live stream loses pieces, the turn keeps its answer.
+        await self._events.publish_delta(
             inp.turn_id, "message.delta", {"turn_id": inp.turn_id, "step": inp.step, "delta": text}
         )
 

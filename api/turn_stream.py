@@ -2,20 +2,22 @@
 
 Every event carries its Redis stream id as the SSE ``id:``, so a client that
 reconnects with ``Last-Event-ID`` resumes exactly after the last event it saw.
-If the stream is gone (expired, or Redis lost it) the finished turn still
-arrives: the relay falls back to the Update's result or the stored turn. A relay
+If the stream is gone (expired, or Redis lost it) or Redis is down, the finished
+turn still arrives: the relay falls back to the Update's result or the stored turn. A relay
 stops at ``approval.required`` only while the turn still waits there: replaying a
 turn whose approvals were decided runs on to its last event.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from redis.exceptions import RedisError
 from sse_starlette import ServerSentEvent
 
 from core.errors import ErrorCode, public_error
@@ -84,7 +86,12 @@ async def relay_turn(
     last = after
     warned = False  # a budget.warning was relayed (the fallback result must not repeat it)
     while time.monotonic() < deadline:
-        batch = await events.read(turn_id, after=last, block_ms=_BLOCK_MS)
+        try:
+            batch = await events.read(turn_id, after=last, block_ms=_BLOCK_MS)
+        except (RedisError, OSError):
+            # Redis is down: keep trying, and end with the finished turn once there is one.
+            await asyncio.sleep(_BLOCK_MS / 1000)
+            batch = []
         for index, event in enumerate(batch):
             last = event.id
             warned = warned or event.event == "budget.warning"
@@ -104,7 +111,7 @@ async def relay_turn(
         finished = await finished_turn()
         if finished is not None and finished.status != "awaiting_approval":
             # Drain what may have landed since the last read, then end with the result.
-            for event in await events.read(turn_id, after=last):
+            for event in await _read_or_nothing(events, turn_id, last):
                 warned = warned or event.event == "budget.warning"
                 data = _public(event.event, event.data)
                 yield ServerSentEvent(data=json.dumps(data), event=event.event, id=event.id)
@@ -119,3 +126,10 @@ async def relay_turn(
         "message": "the stream timed out; the turn goes on",
     }
     yield ServerSentEvent(data=json.dumps(data), event="error")
+
+
+async def _read_or_nothing(events: TurnEventStream, turn_id: str, after: str) -> list[TurnEvent]:
+    try:
+        return await events.read(turn_id, after=after)
+    except (RedisError, OSError):
+        return []

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     # --- Temporal ----------------------------------------------------------
     temporal_address: str | None = None
     temporal_namespace: str = "default"
+    #: Workflow history retention of the namespace when ``keel temporal-setup`` creates it.
+    temporal_namespace_retention_days: int = Field(default=30, ge=1, le=3650)
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
     chat_task_queue: str = "keel-chat"

@@ -12,13 +12,16 @@ the worker at start-up through :func:`ensure_schedule`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Final
 
 import structlog
 import temporalio.client
+from google.protobuf.duration_pb2 import Duration
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, RegisterNamespaceRequest
 from temporalio.client import Schedule, ScheduleAlreadyRunningError, ScheduleUpdate, ScheduleUpdateInput
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -57,6 +60,55 @@ async def ensure_search_attributes(client: temporalio.client.Client, namespace: 
             _log.info("temporal.search_attributes.added", namespace=namespace, names=sorted(missing))
             return
     raise RuntimeError(f"could not register Keel's search attributes on namespace {namespace!r}")
+
+
+async def ensure_namespace(client: temporalio.client.Client, namespace: str, *, retention_days: int) -> bool:
+    """Register ``namespace`` with a workflow retention of ``retention_days`` unless it
+    exists; True when this call created it. An existing namespace is left as it is (its
+    retention is the operator's). On Temporal Cloud namespaces are created with ``tcld``
+    or the Cloud UI: there it must exist, and this only finds it."""
+    try:
+        await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace=namespace), retry=True
+        )
+        return False
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+    request = RegisterNamespaceRequest(
+        namespace=namespace,
+        description="Keel: durable enterprise agents",
+        workflow_execution_retention_period=Duration(seconds=retention_days * 86_400),
+    )
+    if not await _register(client, request):
+        return False  # another process registered it first
+    _log.info("temporal.namespace.created", namespace=namespace, retention_days=retention_days)
+    return True
+
+
+async def _register(client: temporalio.client.Client, request: RegisterNamespaceRequest) -> bool:
+    try:
+        await client.workflow_service.register_namespace(request, retry=True)
+    except RPCError as err:
+        if err.status != RPCStatusCode.ALREADY_EXISTS:
+            raise
+        return False
+    return True
+
+
+async def setup_temporal(client: temporalio.client.Client, namespace: str, *, retention_days: int) -> None:
+    """Everything Keel needs on a Temporal namespace: the namespace itself, then its search
+    attributes. The one set-up of ``keel dev``, ``keel temporal-setup`` and the chart's
+    set-up Job (``temporal/setup.sh``); idempotent."""
+    await ensure_namespace(client, namespace, retention_days=retention_days)
+    for attempt in range(_ATTEMPTS * 10):  # a new namespace takes a moment to be usable
+        try:
+            await ensure_search_attributes(client, namespace)
+            return
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND or attempt == _ATTEMPTS * 10 - 1:
+                raise
+            await asyncio.sleep(0.5)
 
 
 async def _list_custom_attributes(

@@ -13,8 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import RedisError
 
 from core.names import turn_stream_key
+
+log = structlog.get_logger(__name__)
 
 TERMINAL_EVENTS = frozenset({"turn.completed", "error"})
 #: Events after which a live relay stops: the turn waits for a human (resume later with Last-Event-ID).
@@ -41,6 +45,7 @@ class TurnEventStream:
     def __init__(self, redis: aioredis.Redis, *, ttl_s: int) -> None:
         self._redis = redis
         self._ttl_s = ttl_s
+        self._down = False
 
     async def publish(self, turn_id: str, event: str, data: dict[str, Any]) -> str:
         """Append an event. The stream's expiry is set by the first and the terminal events
@@ -54,6 +59,23 @@ class TurnEventStream:
             pipe.expire(key, self._ttl_s)
             entry_id, _ = await pipe.execute()
         return str(entry_id)
+
+    async def publish_delta(self, turn_id: str, event: str, data: dict[str, Any]) -> bool:
+        """Append a streamed piece (``message.delta``) if Redis takes it; False when it does
+        not. A delta is a preview: the finished turn carries the whole text, so an outage of
+        Redis costs the live stream its pieces, never the turn (and never counts against
+        the model's circuit). Logged once per outage (``turn_events.unavailable``)."""
+        try:
+            await self.publish(turn_id, event, data)
+        except (RedisError, OSError) as err:
+            if not self._down:
+                log.warning("turn_events.unavailable", turn_id=turn_id, error=type(err).__name__)
+            self._down = True
+            return False
+        if self._down:
+            log.info("turn_events.restored", turn_id=turn_id)
+        self._down = False
+        return True
 
     async def read(
         self, turn_id: str, *, after: str = "0-0", block_ms: int | None = None, count: int = 500

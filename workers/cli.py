@@ -1,11 +1,12 @@
-"""The ``keel`` command: ``keel dev | api | worker | slack | migrate | kb | audit``."""
+"""The ``keel`` command: ``keel dev | api | worker | slack | migrate | temporal-setup | kb | audit``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from infra.logging import configure_logging
 from infra.settings import Settings
@@ -23,19 +24,94 @@ def _settings() -> Settings:
         raise SystemExit(2) from exc
 
 
-def _run_worker(queues: str | None, settings: Settings) -> None:
+def _exit(command: str, err: Exception, code: int) -> NoReturn:
+    sys.stderr.write(f"keel {command}: {err}\n")
+    raise SystemExit(code) from err
+
+
+def _dev(args: argparse.Namespace, settings: Settings) -> None:
+    from workers.dev import run_dev
+
+    asyncio.run(run_dev(settings))
+
+
+def _api(args: argparse.Namespace, settings: Settings) -> None:
+    from workers.api_server import run_api
+
+    try:
+        asyncio.run(run_api(settings))
+    except PortInUse as err:
+        _exit("api", err, 1)
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> None:
     from workers.worker_main import run_worker
 
     try:
-        groups = parse_queues(queues)
+        groups = parse_queues(args.queues)
     except UnknownQueueGroup as err:
-        sys.stderr.write(f"keel worker: {err}\n")
-        raise SystemExit(2) from err
+        _exit("worker", err, 2)
     try:
         asyncio.run(run_worker(settings, groups))
     except PortInUse as err:
-        sys.stderr.write(f"keel worker: {err}\n")
-        raise SystemExit(1) from err
+        _exit("worker", err, 1)
+
+
+def _slack(args: argparse.Namespace, settings: Settings) -> None:
+    from slack_app.socket_mode import SlackNotConfigured
+    from workers.slack_main import run_slack
+
+    try:
+        asyncio.run(run_slack(settings))
+    except SlackNotConfigured as err:
+        _exit("slack", err, 2)
+    except PortInUse as err:
+        _exit("slack", err, 1)
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> None:
+    from infra.db.migrate import apply_migrations
+
+    if not settings.database_url:
+        sys.stderr.write("keel migrate: KEEL_DATABASE_URL is not set\n")
+        raise SystemExit(2)
+    applied = asyncio.run(apply_migrations(settings.database_url))
+    sys.stdout.write(f"applied: {', '.join(applied) or 'nothing (up to date)'}\n")
+
+
+def _temporal_setup(args: argparse.Namespace, settings: Settings) -> None:
+    from infra.temporal_client import connect_temporal
+    from infra.temporal_setup import setup_temporal
+
+    async def run() -> None:
+        client = await connect_temporal(settings)
+        await setup_temporal(
+            client, settings.temporal_namespace, retention_days=settings.temporal_namespace_retention_days
+        )
+
+    asyncio.run(run())
+    namespace = settings.temporal_namespace
+    sys.stdout.write(f"temporal: namespace {namespace!r} ready, search attributes registered\n")
+
+
+def _kb(args: argparse.Namespace, settings: Settings) -> None:
+    raise SystemExit(run_kb(args, settings))
+
+
+def _audit(args: argparse.Namespace, settings: Settings) -> None:
+    raise SystemExit(run_audit(args, settings))
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
+    "dev": _dev,
+    "api": _api,
+    "worker": _worker,
+    "slack": _slack,
+    "migrate": _migrate,
+    "temporal-setup": _temporal_setup,
+    "kb": _kb,
+    "audit": _audit,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -52,50 +128,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     sub.add_parser("slack", help="connect the Slack bot over Socket Mode (KEEL_SLACK_APP_TOKEN)")
     sub.add_parser("migrate", help="apply database migrations")
+    sub.add_parser(
+        "temporal-setup",
+        help="create the Temporal namespace (if missing) and register Keel's search attributes",
+    )
     add_kb_parser(sub)
     add_audit_parser(sub)
     args = parser.parse_args(argv)
 
     settings = _settings()
     configure_logging(level=settings.log_level, json=settings.log_json)
-    if args.command == "dev":
-        from workers.dev import run_dev
-
-        asyncio.run(run_dev(settings))
-    elif args.command == "api":
-        from workers.api_server import run_api
-
-        try:
-            asyncio.run(run_api(settings))
-        except PortInUse as err:
-            sys.stderr.write(f"keel api: {err}\n")
-            raise SystemExit(1) from err
-    elif args.command == "worker":
-        _run_worker(args.queues, settings)
-    elif args.command == "slack":
-        from slack_app.socket_mode import SlackNotConfigured
-        from workers.slack_main import run_slack
-
-        try:
-            asyncio.run(run_slack(settings))
-        except SlackNotConfigured as err:
-            sys.stderr.write(f"keel slack: {err}\n")
-            raise SystemExit(2) from err
-        except PortInUse as err:
-            sys.stderr.write(f"keel slack: {err}\n")
-            raise SystemExit(1) from err
-    elif args.command == "migrate":
-        from infra.db.migrate import apply_migrations
-
-        if not settings.database_url:
-            sys.stderr.write("keel migrate: KEEL_DATABASE_URL is not set\n")
-            raise SystemExit(2)
-        applied = asyncio.run(apply_migrations(settings.database_url))
-        sys.stdout.write(f"applied: {', '.join(applied) or 'nothing (up to date)'}\n")
-    elif args.command == "kb":
-        raise SystemExit(run_kb(args, settings))
-    elif args.command == "audit":
-        raise SystemExit(run_audit(args, settings))
+    _COMMANDS[args.command](args, settings)
 
 
 if __name__ == "__main__":

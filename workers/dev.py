@@ -32,7 +32,7 @@ from infra.db.migrate import apply_migrations
 from infra.devstack import DevStack, DevStackError
 from infra.settings import Settings
 from infra.temporal_client import connect_temporal
-from infra.temporal_setup import ensure_search_attributes
+from infra.temporal_setup import setup_temporal
 from workers.api_app import build_api
 from workers.api_server import PortInUse, bind_socket, serving
 
@@ -202,7 +202,9 @@ async def run_dev(settings: Settings) -> None:
         assert resolved.database_url is not None
         await apply_migrations(resolved.database_url)
         client = await connect_temporal(resolved)
-        await ensure_search_attributes(client, resolved.temporal_namespace)
+        await setup_temporal(
+            client, resolved.temporal_namespace, retention_days=resolved.temporal_namespace_retention_days
+        )
         worker = WorkerSupervisor(worker_environment(resolved, os.environ))
         worker_pid = await worker.start()
         async with serving(build_api(resolved), api_sock):

@@ -291,6 +291,7 @@ def test_probes_on_the_api_and_every_worker(rendered: Rendered) -> None:
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         assert ports["health"] == 8081 == int(env_of(container)["KEEL_WORKER_HEALTH_PORT"])
+        assert env_of(container)["KEEL_WORKER_HEALTH_HOST"] == "0.0.0.0"  # the kubelet probes from outside
         assert container["readinessProbe"]["httpGet"] == {"path": "/health/ready", "port": "health"}
         assert container["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": "health"}
     for deployment in workers:
@@ -533,6 +534,9 @@ def test_migrations_run_as_a_pre_install_and_pre_upgrade_hook(rendered: Rendered
     assert set(hooks["helm.sh/hook"].split(",")) == {"pre-install", "pre-upgrade"}
     (container,) = job["spec"]["template"]["spec"]["containers"]
     assert container["command"] == ["keel", "migrate"]
+    (setup,) = job["spec"]["template"]["spec"]["initContainers"]  # before the migrations
+    assert setup["command"] == ["keel-temporal-setup"]  # temporal/setup.sh in the image
+    assert setup["env"] == container["env"] and setup["volumeMounts"] == container["volumeMounts"]
     assert "envFrom" not in container  # the ConfigMap does not exist yet on a first install
     secret_name = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}["secrets"]["secret"][
         "secretName"
