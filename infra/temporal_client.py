@@ -1,20 +1,27 @@
-"""The one Temporal client factory (API, Slack, workers, tests): pydantic data converter."""
+"""The one Temporal client factory (API, Slack, workers, tests): pydantic data converter, and
+with tracing on (infra.tracing) the OpenTelemetry interceptor, which workers built from the
+client inherit: a request's trace continues into the workflow and its activities."""
 
 from __future__ import annotations
 
 from temporalio.client import Client
+from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
 from core.names import ingest_workflow_id
 from infra.settings import Settings
+from infra.tracing import tracing_enabled
 
 
 async def connect_temporal(settings: Settings, *, address: str | None = None) -> Client:
+    # Workflow spans also when no client span started the workflow (a schedule, the CLI).
+    tracing = [TracingInterceptor(always_create_workflow_spans=True)] if tracing_enabled() else []
     return await Client.connect(
         address or settings.resolved_temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
+        interceptors=tracing,
     )
 
 

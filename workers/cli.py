@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from infra.logging import configure_logging
 from infra.settings import Settings
+from infra.tracing import configure_tracing
 from workers.audit_cli import add_audit_parser, run_audit
 from workers.kb_cli import add_kb_parser, run_kb
 
@@ -35,6 +36,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     settings = _settings()
     configure_logging(level=settings.log_level, json=settings.log_json)
+    if args.command in ("dev", "api", "worker", "slack"):  # OTEL_* env only (docs/observability.md)
+        configure_tracing(service_name=f"keel-{args.command}")
     if args.command == "dev":
         from workers.dev import run_dev
 
