@@ -42,6 +42,8 @@ from core.policy.acl import acl_filter_for_audience
 from core.policy.redaction import DEFAULT_KEY_PATTERN, redact
 from infra.agents import AgentRegistry
 from infra.audit.log import AuditLog
+from infra.call_metrics import SESSIONS_STARTED, TURNS
+from infra.call_spans import llm_call, retrieval
 from infra.circuit import CircuitOpen, Circuits, Ticket
 from infra.db.chat_repo import ChatRepository
 from infra.db.knowledge_repo import KnowledgeRepository
@@ -49,6 +51,7 @@ from infra.db.tools_repo import ToolsRepository
 from infra.knowledge import KnowledgeServices, search_readable
 from infra.llm import ChatModel
 from infra.turn_events import TurnEventStream
+from infra.usage_metrics import BUDGET_WARNINGS
 
 from .circuits import vector_circuit
 from .errors import circuit_open, from_keel_error, from_llm_failure, llm_unhealthy
@@ -120,7 +123,7 @@ class ChatActivities:
     @activity.defn
     async def begin_turn(self, inp: BeginTurnInput) -> None:
         try:
-            await self._repo.begin_turn(
+            new_session = await self._repo.begin_turn(
                 session_id=inp.session_id,
                 user_id=inp.user_id,
                 turn_id=inp.turn_id,
@@ -130,6 +133,8 @@ class ChatActivities:
             )
         except KeelError as err:
             raise from_keel_error(err) from err
+        if new_session:
+            SESSIONS_STARTED.inc()
         await self._events.publish(
             inp.turn_id, "turn.started", {"session_id": inp.session_id, "turn_id": inp.turn_id}
         )
@@ -144,18 +149,23 @@ class ChatActivities:
         principal = Principal(user_id=inp.user_id, groups=tuple(inp.groups))
         kb_ids = inp.knowledge_base_ids or self._agents.get(inp.agent).knowledge_bases
         acl = acl_filter_for_audience(principal, inp.audience, knowledge_base_ids=kb_ids or None)
-        vector = await self._knowledge.embedder.embed_query(query)
-        async with vector_circuit(self._circuits):
-            await self._knowledge.index.ensure_collection(len(vector))
-            hits = await search_readable(
-                self._knowledge.index,
-                self._knowledge_repo,
-                vector,
-                acl=acl,
-                top_k=self._prompt.retrieval_top_k,
-                query_text=query,
-                min_similarity=self._prompt.retrieval_min_score,
-            )
+        ids = {"user_id": inp.user_id, "session_id": inp.session_id, "turn_id": inp.turn_id}
+        with retrieval(
+            knowledge_base_ids=kb_ids or (), top_k=self._prompt.retrieval_top_k, query=query, **ids
+        ) as found:
+            vector = await self._knowledge.embedder.embed_query(query)
+            async with vector_circuit(self._circuits):
+                await self._knowledge.index.ensure_collection(len(vector))
+                hits = await search_readable(
+                    self._knowledge.index,
+                    self._knowledge_repo,
+                    vector,
+                    acl=acl,
+                    top_k=self._prompt.retrieval_top_k,
+                    query_text=query,
+                    min_similarity=self._prompt.retrieval_min_score,
+                )
+            found.results(len(hits))
         citations = [
             Citation(
                 document_id=h.doc_id,
@@ -201,46 +211,63 @@ class ChatActivities:
         pending: list[str] = []
         flushed_at = 0.0  # the first delta goes out at once (time to first token)
         ticket = await self._admit_llm(prepared.model, bound)
-        try:
-            stream = self._model.stream(
-                prepared.messages,
-                model=prepared.model,
-                tools=prepared.tool_schemas,
-                temperature=prepared.temperature,
-                max_output_tokens=max_tokens,
-            )
-            async for update in stream:
-                text = update.text
-                if not text:
-                    continue
-                parts.append(text)
-                pending.append(text)
-                now = time.monotonic()
-                if now - flushed_at >= _DELTA_FLUSH_S:
+        model = self._model
+        with llm_call(
+            model=prepared.model or model.model_name or "unknown",
+            provider=model.provider_name,
+            server_address=model.server_address,
+            session_id=inp.session_id,
+            turn_id=inp.turn_id,
+            max_tokens=max_tokens,
+            temperature=prepared.temperature,
+            messages=prepared.messages,
+        ) as observed:
+            try:
+                stream = model.stream(
+                    prepared.messages,
+                    model=prepared.model,
+                    tools=prepared.tool_schemas,
+                    temperature=prepared.temperature,
+                    max_output_tokens=max_tokens,
+                )
+                async for update in stream:
+                    text = update.text
+                    if not text:
+                        continue
+                    observed.first_token()
+                    parts.append(text)
+                    pending.append(text)
+                    now = time.monotonic()
+                    if now - flushed_at >= _DELTA_FLUSH_S:
+                        await self._delta(inp, "".join(pending))
+                        pending.clear()
+                        flushed_at = now
+                if pending:
                     await self._delta(inp, "".join(pending))
-                    pending.clear()
-                    flushed_at = now
-            if pending:
-                await self._delta(inp, "".join(pending))
-            final = await stream.get_final_response()
-        except Exception as exc:
-            raise await _llm_failed(exc, ticket, bound) from exc
+                final = await stream.get_final_response()
+            except Exception as exc:
+                raise await _llm_failed(exc, ticket, bound) from exc
+            content = "".join(parts) or final.text
+            finish_reason = str(final.finish_reason) if final.finish_reason else None
+            usage = _usage(final)
+            observed.finished(
+                response_model=final.model,
+                finish_reason=finish_reason,
+                input_tokens=usage.prompt_tokens,
+                output_tokens=usage.completion_tokens,
+                output_text=content,
+            )
         await ticket.success()
-        content = "".join(parts) or final.text
         # Every call the model makes is reported, offered or not: the workflow's policy decides.
         tool_calls = [await self._redacted(inp, call) for call in _tool_calls(final)]
         if not content.strip() and not tool_calls:
             raise from_llm_failure(ValueError("empty completion"))
-        usage = final.usage_details or {}
-        bound.info("llm.call_completed", chars=len(content), finish_reason=str(final.finish_reason))
+        bound.info("llm.call_completed", chars=len(content), finish_reason=finish_reason)
         return LlmCallResult(
             content=content,
-            finish_reason=str(final.finish_reason) if final.finish_reason else None,
-            model=final.model or inp.model_override or self._model.model_name,
-            usage=Usage(
-                prompt_tokens=int(usage.get("input_token_count") or 0),
-                completion_tokens=int(usage.get("output_token_count") or 0),
-            ),
+            finish_reason=finish_reason,
+            model=final.model or inp.model_override or model.model_name,
+            usage=usage,
             tool_calls=tool_calls,
         )
 
@@ -257,7 +284,10 @@ class ChatActivities:
     @activity.defn
     async def complete_turn(self, inp: CompleteTurnInput) -> None:
         result = inp.result
-        await self._repo.complete_turn(session_id=inp.session_id, turn_id=inp.turn_id, result=result)
+        if await self._repo.complete_turn(session_id=inp.session_id, turn_id=inp.turn_id, result=result):
+            TURNS.labels(outcome=result.status).inc()  # once: a retry finds the outcome recorded
+            if result.budget_warning is not None:
+                BUDGET_WARNINGS.labels(period=result.budget_warning.period).inc()
         if result.status in ("failed", "cancelled") and result.error is not None:
             await self._events.publish(
                 inp.turn_id,
@@ -367,6 +397,14 @@ def _granted_output(inp: LlmCallInput, prepared: PreparedCall) -> int:
             non_retryable=True,
         )
     return min(max_tokens, room)
+
+
+def _usage(final: ChatResponse[Any]) -> Usage:
+    usage = final.usage_details or {}
+    return Usage(
+        prompt_tokens=int(usage.get("input_token_count") or 0),
+        completion_tokens=int(usage.get("output_token_count") or 0),
+    )
 
 
 def _snippet(text: str) -> str:

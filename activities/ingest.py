@@ -35,6 +35,7 @@ from core.models.ingest import (
 from core.models.knowledge import ChunkPayload, point_id
 from core.ports import IndexPoint, VectorIndex
 from infra.blobstore import BlobStore
+from infra.call_metrics import DOCUMENTS_INGESTED
 from infra.db.knowledge_repo import ChunkText, DocumentRecord, KnowledgeRepository, LockedDocument
 from infra.embeddings import Embedder
 from infra.parsing import parse_document
@@ -253,6 +254,7 @@ class IngestActivities:
             )
         else:
             await self._repo.resolve_failures(kind="ingest", resource_id=inp.document_id)
+        DOCUMENTS_INGESTED.labels(outcome=inp.status).inc()  # after the writes: once per success
 
     @activity.defn
     async def delete_document(self, inp: DeleteDocumentInput) -> None:

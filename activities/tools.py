@@ -37,6 +37,7 @@ from core.policy.redaction import redact
 from core.policy.tools import tools_for
 from infra.agents import AgentRegistry
 from infra.audit.log import AuditLog
+from infra.call_spans import tool_call
 from infra.circuit import CircuitOpen, Circuits
 from infra.db.tools_repo import ToolServerRecord, ToolsRepository
 from infra.mcp_client import (
@@ -136,14 +137,25 @@ class ToolActivities:
             raise circuit_open(exc, f"the tool server of '{inp.call.name}'", wait=False) from exc
         await self._repo.record_invocation(status="running", **common)
         started = time.monotonic()
+        ids = {"user_id": inp.user_id, "session_id": inp.session_id, "turn_id": inp.turn_id}
         try:
-            outcome = await self._mcp.call_tool(
-                server_config(record, headers=self._secrets.get(record.headers_secret or "", {})),
-                inp.spec.tool,
-                arguments,
-                idempotency_key=key,
-                timeout_s=inp.spec.timeout_s,
-            )
+            with tool_call(
+                server_id=record.id,
+                server_name=record.name,
+                tool=inp.spec.tool,
+                called_as=inp.call.name,
+                call_id=inp.call.call_id,
+                arguments=audit_args,
+                **ids,
+            ) as observed:
+                outcome = await self._mcp.call_tool(
+                    server_config(record, headers=self._secrets.get(record.headers_secret or "", {})),
+                    inp.spec.tool,
+                    arguments,
+                    idempotency_key=key,
+                    timeout_s=inp.spec.timeout_s,
+                )
+                observed.result(ok=outcome.ok, content=outcome.content)
         except StdioCommandRefused as exc:
             await ticket.success()  # Keel refused it: says nothing of the server's health
             await self._repo.record_invocation(status="refused", result=str(exc)[:500], **common)

@@ -44,6 +44,7 @@ from core.models.principal import Principal
 from core.models.tools import ApprovalDecision, ApprovalView
 from core.names import chat_workflow_id
 from infra.settings import Settings
+from infra.tracing import bind_turn
 from workflows import search_attributes
 from workflows.chat_session import ChatSessionWorkflow
 
@@ -128,6 +129,7 @@ async def start_turn(
     ``audience``: everyone who will see the answer (a Slack channel or thread): knowledge
     search uses only what the asker and every member may read (docs/knowledge.md,
     "Audience rule"); None, the asker's own permissions. Never from a public request."""
+    bind_turn(user_id=principal.user_id, session_id=session_id, turn_id=turn_id)
     request = TurnRequest(
         turn_id=turn_id,
         user_id=principal.user_id,

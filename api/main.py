@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from api.business_metrics import refreshing_business_metrics
 from api.docs_pages import add_docs_routes
@@ -40,6 +41,7 @@ from infra.db.pool import create_pool
 from infra.redis_client import create_redis
 from infra.settings import Settings
 from infra.temporal_client import connect_temporal
+from infra.tracing import tracing_enabled
 
 log = structlog.get_logger(__name__)
 
@@ -136,4 +138,8 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(module.router, responses=ERROR_RESPONSES)
     if settings.metrics_port is None:  # else `keel api` serves them on their own port
         add_metrics_route(app, settings)
+    if tracing_enabled():  # a server span per request (Slack's /slack/* too); docs/observability.md
+        FastAPIInstrumentor.instrument_app(
+            app, excluded_urls="/health/,/metrics$", exclude_spans=["receive", "send"]
+        )
     return app

@@ -37,6 +37,7 @@ from core.models.principal import Principal
 from core.policy.permissions import Permission, is_granted, is_privileged
 from infra.auth.api_keys import API_KEY_PREFIX
 from infra.auth.dev_tokens import DEV_ISSUER, verify_dev_token
+from infra.tracing import bind_turn
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="keel"'}
 CSRF_HEADER = "X-CSRF-Token"
@@ -107,6 +108,7 @@ async def identify(
     except KeelError as err:
         raise ApiError(err.code, err.message, headers=CHALLENGE) from err
     structlog.contextvars.bind_contextvars(user_id=principal.user_id)
+    bind_turn(user_id=principal.user_id)  # the request's span, and baggage for what it starts
     request.state.principal = principal
     # the user directory: people (not API keys or apps), throttled per user; never fails the request
     await resources.sign_ins.seen(principal)

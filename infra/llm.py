@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from agent_framework import ChatResponse, ChatResponseUpdate, Message, ResponseStream
+from agent_framework.observability import disable_instrumentation
 from agent_framework.openai import OpenAIChatCompletionClient
 from openai import AsyncOpenAI, Timeout
 
@@ -38,6 +40,12 @@ class ChatModel:
         self._settings = settings
         self._sdk = _openai_client(settings)
         self.model_name = settings.llm_model_name
+        #: ``gen_ai.provider.name`` and ``server.address`` of the model's spans (infra.call_spans).
+        self.provider_name = "azure.ai.openai" if settings.llm_provider == "azure" else "openai"
+        base = settings.azure_openai_endpoint if settings.llm_provider == "azure" else settings.llm_base_url
+        self.server_address = urlsplit(base).hostname if base else "api.openai.com"
+        # Keel writes the GenAI spans itself (infra.call_spans): agent-framework's would repeat them.
+        disable_instrumentation()
         self._client: OpenAIChatCompletionClient[Any] | None = None
         if self._sdk is not None:
             # The tool loop lives in the chat workflow: the client only reports tool calls.

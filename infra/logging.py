@@ -2,7 +2,9 @@
 
 Context is bound with ``structlog.contextvars`` (the API binds request id and
 user id per request; activities bind session and turn ids), so every log line
-written while handling a request or turn carries them.
+written while handling a request or turn carries them. With tracing on
+(infra.tracing), a line written under a recording span carries its ``trace_id`` and
+``span_id`` (in an activity too: the Temporal interceptor gives it a span).
 """
 
 from __future__ import annotations
@@ -12,10 +14,23 @@ import sys
 
 import structlog
 
+from infra.tracing import current_ids
+
+
+def add_trace_ids(
+    logger: object, method_name: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """``trace_id`` / ``span_id`` (hex) of the recording span, when there is one."""
+    ids = current_ids()
+    if ids is not None:
+        event_dict["trace_id"], event_dict["span_id"] = ids
+    return event_dict
+
 
 def configure_logging(*, level: str = "INFO", json: bool = True) -> None:
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

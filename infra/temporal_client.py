@@ -1,15 +1,19 @@
 """The one Temporal client factory (API, Slack, workers, tests): pydantic data converter,
-TLS / Temporal Cloud API key, and the SDK's own Prometheus metrics."""
+TLS / Temporal Cloud API key, the SDK's own Prometheus metrics, and with tracing on
+(infra.tracing) the OpenTelemetry interceptor, which workers built from the client
+inherit: a request's trace continues into the workflow and its activities."""
 
 from __future__ import annotations
 
 from temporalio.client import Client
+from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from core.names import ingest_workflow_id
 from infra.settings import Settings
+from infra.tracing import tracing_enabled
 
 #: One Runtime per process (it owns the SDK's metrics exporter and its port).
 _runtimes: dict[str, Runtime] = {}
@@ -52,6 +56,8 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
 
 async def connect_temporal(settings: Settings, *, address: str | None = None) -> Client:
     api_key = settings.temporal_api_key
+    # Workflow spans also when no client span started the workflow (a schedule, the CLI).
+    tracing = [TracingInterceptor(always_create_workflow_spans=True)] if tracing_enabled() else []
     return await Client.connect(
         address or settings.resolved_temporal_address,
         namespace=settings.temporal_namespace,
@@ -59,6 +65,7 @@ async def connect_temporal(settings: Settings, *, address: str | None = None) ->
         tls=tls_config(settings),
         api_key=api_key.get_secret_value() if api_key else None,
         runtime=sdk_runtime(settings),
+        interceptors=tracing,
     )
 
 

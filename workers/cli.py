@@ -10,6 +10,7 @@ from typing import NoReturn
 
 from infra.logging import configure_logging
 from infra.settings import Settings
+from infra.tracing import configure_tracing
 from workers.audit_cli import add_audit_parser, run_audit
 from workers.kb_cli import add_kb_parser, run_kb
 from workers.queues import QUEUE_GROUPS, UnknownQueueGroup, parse_queues
@@ -138,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     settings = _settings()
     configure_logging(level=settings.log_level, json=settings.log_json)
+    if args.command in ("dev", "api", "worker", "slack"):  # OTEL_* env only (docs/observability.md)
+        configure_tracing(service_name=f"keel-{args.command}")
     _COMMANDS[args.command](args, settings)
 
 

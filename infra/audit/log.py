@@ -3,8 +3,9 @@
 Each entry becomes one row of the hash-chained ``audit_events`` table (see
 :mod:`infra.db.audit_repo` and :mod:`infra.audit.chain`) and one JSON log line
 on the ``keel.audit`` logger carrying the event, user id, session id and trace
-id (trace and request ids come from the entry, else from the structlog context
-the API binds per request). An entry whose ``dedupe_key`` was recorded before is
+id (the trace id comes from the entry, else the current span (tracing on: in an
+activity too), else the structlog context the API binds per request; the request
+id from the entry, else that context). An entry whose ``dedupe_key`` was recorded before is
 written nowhere (an activity retry records its event once). A failed write
 raises: an action that cannot be audited is not reported as done.
 """
@@ -19,6 +20,7 @@ import structlog
 from core.models.audit import AuditEntry
 from infra.audit.chain import ChainVerifier, VerifyResult, normalise_details
 from infra.db.audit_repo import AuditRecord, AuditRepository
+from infra.tracing import current_trace_id
 
 log = structlog.get_logger("keel.audit")
 
@@ -61,7 +63,7 @@ class AuditLog:
             "event": entry.event.value,
             "user_id": _text(entry.user_id),
             "session_id": _text(entry.session_id),
-            "trace_id": _text(entry.trace_id or ctx.get("trace_id")),
+            "trace_id": _text(entry.trace_id or current_trace_id() or ctx.get("trace_id")),
             "request_id": _text(entry.request_id or ctx.get("request_id")),
             "outcome": entry.outcome,
             "resource_type": _text(entry.resource_type),

@@ -66,11 +66,12 @@ class ChatRepository:
         message: str,
         agent: str,
         agent_version: str | None = None,
-    ) -> None:
+    ) -> bool:
+        """Record the turn's start (idempotent); True when this call created the session."""
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
+            created = await conn.fetchval(
                 "INSERT INTO chat_sessions (id, user_id, title, agent) VALUES ($1, $2, $3, $4)"
-                " ON CONFLICT (id) DO NOTHING",
+                " ON CONFLICT (id) DO NOTHING RETURNING id",
                 session_id,
                 user_id,
                 _title_from(message),
@@ -101,6 +102,7 @@ class ChatRepository:
                 session_id,
                 agent_version,
             )
+        return created is not None
 
     async def complete_turn(self, *, session_id: str, turn_id: str, result: TurnResult) -> bool:
         """Record the outcome once; returns False when it was already recorded."""
