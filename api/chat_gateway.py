@@ -16,6 +16,8 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 
+import structlog
+from temporalio.api.errordetails.v1 import MultiOperationExecutionFailure
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
@@ -47,6 +49,8 @@ from infra.settings import Settings
 from infra.tracing import bind_turn
 from workflows import search_attributes
 from workflows.chat_session import ChatSessionWorkflow
+
+log = structlog.get_logger(__name__)
 
 _START_ATTEMPTS = 3
 
@@ -105,6 +109,31 @@ def _is_closing_race(err: RPCError) -> bool:
     return err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION)
 
 
+_NOT_READY = "WorkflowNotReadyFailure"
+
+
+def workflow_not_ready(err: RPCError) -> bool:
+    """The session's workflow task failed (its worker died mid-task) and waits for a worker
+    to retry it: Temporal refuses Updates meanwhile. Not an outage of Temporal: the retry
+    comes within the workflow task timeout, or as soon as a worker polls again."""
+    if err.status != RPCStatusCode.FAILED_PRECONDITION:
+        return False
+    for detail in err.grpc_status.details:
+        if detail.type_url.endswith(_NOT_READY):
+            return True
+        if detail.type_url.endswith("MultiOperationExecutionFailure"):
+            failure = MultiOperationExecutionFailure()
+            detail.Unpack(failure)
+            if any(d.type_url.endswith(_NOT_READY) for st in failure.statuses for d in st.details):
+                return True
+    return False
+
+
+#: How long a message waits for a session whose workflow task is being retried (a worker
+#: died); then ``503 upstream_unavailable``. Longer than the 10 s workflow task timeout.
+_NOT_READY_WAIT_S = 30.0
+
+
 async def start_turn(
     client: Client,
     settings: Settings,
@@ -141,6 +170,30 @@ async def start_turn(
         api_key_id=principal.api_key_id,
         audience=audience,
     )
+    deadline = asyncio.get_running_loop().time() + _NOT_READY_WAIT_S
+    while True:
+        try:
+            return await _deliver(
+                client, settings, principal, session_id, request, agent, existing, wait_for_stage
+            )
+        except RPCError as err:
+            if not workflow_not_ready(err) or asyncio.get_running_loop().time() > deadline:
+                raise ApiError(ErrorCode.UPSTREAM_UNAVAILABLE, "the workflow service is unavailable") from err
+            log.info("chat.workflow_not_ready", session_id=session_id, turn_id=turn_id)
+            await asyncio.sleep(0.5)
+
+
+async def _deliver(
+    client: Client,
+    settings: Settings,
+    principal: Principal,
+    session_id: str,
+    request: TurnRequest,
+    agent: AgentDefinition | None,
+    existing: bool,
+    wait_for_stage: WorkflowUpdateStage,
+) -> WorkflowUpdateHandle[TurnResult]:
+    """One try at delivering ``request``; a workflow that is not ready raises its RPCError."""
     if existing:
         handle = await _update_running(client, session_id, request, wait_for_stage)
         if handle is not None:
@@ -152,11 +205,13 @@ async def start_turn(
                 request,
                 start_workflow_operation=_start_operation(settings, principal, session_id, agent),
                 wait_for_stage=wait_for_stage,
-                id=turn_id,
+                id=request.turn_id,
             )
         except WorkflowUpdateFailedError as err:
             raise _update_failure(err) from err
         except RPCError as err:
+            if workflow_not_ready(err):
+                raise
             if attempt == _START_ATTEMPTS or not _is_closing_race(err):
                 raise ApiError(ErrorCode.UPSTREAM_UNAVAILABLE, "the workflow service is unavailable") from err
             await asyncio.sleep(0.05 * attempt)
@@ -175,6 +230,8 @@ async def _update_running(
     except WorkflowUpdateFailedError as err:
         raise _update_failure(err) from err
     except RPCError as err:
+        if workflow_not_ready(err):
+            raise
         if _is_closing_race(err):
             return None
         raise ApiError(ErrorCode.UPSTREAM_UNAVAILABLE, "the workflow service is unavailable") from err
