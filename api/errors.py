@@ -17,9 +17,13 @@ from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
+from api.openai_wire import error_body
 from core.errors import ErrorCode, KeelError
 
 log = structlog.get_logger(__name__)
+
+#: The OpenAI-compatible API (api/routes/openai_compat.py): its errors use OpenAI's envelope.
+OPENAI_PREFIX = "/v1/"
 
 _STATUS_BY_CODE: dict[str, int] = {
     ErrorCode.INVALID_REQUEST: 422,
@@ -66,6 +70,7 @@ _STATUS_BY_CODE: dict[str, int] = {
     ErrorCode.BUDGET_EXCEEDED: 429,
     ErrorCode.CANCELLED: 409,
     ErrorCode.ROUTE_NOT_FOUND: 404,
+    ErrorCode.MODEL_NOT_FOUND: 404,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.UPSTREAM_UNAVAILABLE: 503,
     ErrorCode.CIRCUIT_OPEN: 503,
@@ -106,7 +111,9 @@ def error_response(
     request: Request, code: str, message: str, status: int, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     rid = request_id_of(request)
-    body = {"error": {"code": code, "message": message, "request_id": rid}}
+    body: dict[str, Any] = {"error": {"code": code, "message": message, "request_id": rid}}
+    if str(request.scope.get("path", "")).startswith(OPENAI_PREFIX):
+        body = error_body(code, message, status, rid)  # OpenAI clients read their own envelope
     all_headers = {"X-Request-ID": rid, **(headers or {})}
     if status in (429, 503) and "Retry-After" not in all_headers:
         all_headers["Retry-After"] = "1"

@@ -23,7 +23,7 @@ from api.load_shedding import ConcurrencyLimitMiddleware
 from api.metrics import add_metrics_route
 from api.middleware import RequestIdMiddleware
 from api.request_metrics import RequestMetricsMiddleware
-from api.routes import admin, agents, api_keys, auth, chat, health, sessions, tools
+from api.routes import admin, agents, api_keys, auth, chat, health, openai_compat, sessions, tools
 from api.routes import audit as audit_routes
 from api.routes import knowledge as knowledge_routes
 from api.routes import uploads as upload_routes
@@ -133,6 +133,7 @@ def create_app(settings: Settings) -> FastAPI:
         tools,
         agents,
         usage_routes,
+        openai_compat,
     )
     for module in (*routers, audit_routes):
         app.include_router(module.router, responses=ERROR_RESPONSES)

@@ -34,6 +34,7 @@ class ErrorCode(StrEnum):
     SESSION_NOT_FOUND = "session_not_found"
     TURN_NOT_FOUND = "turn_not_found"
     ROUTE_NOT_FOUND = "route_not_found"
+    MODEL_NOT_FOUND = "model_not_found"  # /v1: no agent of that name
     METHOD_NOT_ALLOWED = "method_not_allowed"
     # upstreams
     LLM_NOT_CONFIGURED = "llm_not_configured"

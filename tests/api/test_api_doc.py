@@ -55,7 +55,7 @@ def test_the_error_table_is_every_code_with_its_status() -> None:
 
 def _published_events() -> set[str]:
     """Event names the code publishes to a turn's stream or sends itself."""
-    published = re.compile(r"""\.publish\(\s*[^,()]+,\s*"([a-z_.]+)\"""")
+    published = re.compile(r"""\.publish(?:_delta)?\(\s*[^,()]+,\s*"([a-z_.]+)\"""")
     sent = re.compile(r"""ServerSentEvent\([^)]*event="([a-z_.]+)\"""")
     names: set[str] = set()
     for folder in ("activities", "api", "infra", "workflows"):

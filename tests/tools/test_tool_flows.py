@@ -318,3 +318,39 @@ async def test_stream_pauses_at_approval_and_resumes_after_the_decision(
     assert rest[-1].event == "turn.completed"
     assert rest[-1].data["message"]["content"] == "Streamed."
     assert counter.executions == 1
+
+
+async def test_an_openai_client_is_told_which_approval_its_turn_waits_for(
+    tool_settings: Settings, temporal_client: Client, llm: FakeOpenAI, counter: CounterMcpServer
+) -> None:
+    """``/v1/chat/completions`` runs the same policy: the tool waits for a human, the
+    completion says so with the approval id (streamed and not), and nothing ran."""
+    import openai
+
+    async with running_platform(tool_settings, temporal_client) as api:
+        admin = await _admin(api)
+        await _add(api, admin, name="counter", transport="http", url=counter.url, requires_approval=True)
+        client = openai.AsyncOpenAI(
+            base_url=f"{api.base_url}/v1", api_key=await api.token("oai-approver"), max_retries=0
+        )
+        call = ToolCalls([ToolCall("counter__record_event", json.dumps({"name": "deploy"}))])
+        llm.enqueue(call)  # the model asks for the tool; nothing more until someone decides
+        answer = await client.chat.completions.create(
+            model="default", messages=[{"role": "user", "content": "record deploy"}]
+        )
+        keel = (answer.model_extra or {})["keel"]
+        [approval] = keel["approvals"]
+        assert keel["status"] == "awaiting_approval" and approval["status"] == "pending"
+        assert f"approval id {approval['id']}" in (answer.choices[0].message.content or "")
+        assert counter.executions == 0
+
+        llm.enqueue(call)
+        stream = await client.chat.completions.create(
+            model="default", messages=[{"role": "user", "content": "record again"}], stream=True
+        )
+        chunks = [c async for c in stream]
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert "waits for approval of counter__record_event (approval id " in text
+        assert chunks[-1].choices[0].finish_reason == "stop"
+        assert (chunks[-1].model_extra or {})["keel"]["status"] == "awaiting_approval"
+        assert counter.executions == 0
