@@ -6,6 +6,8 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.keel-installed
 # The web UI's browser libraries (package.json / package-lock.json; served by the API)
 NODE_STAMP = node_modules/.keel-installed
+# The TypeScript client (sdk/typescript, its own package and lock file; tests/sdk_ts)
+SDK_TS_STAMP = sdk/typescript/node_modules/.keel-installed
 
 .PHONY: install dev test lint fmt typecheck importlint bench openapi clean-data screenshots
 
@@ -21,7 +23,11 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
-install: $(STAMP) $(NODE_STAMP)
+$(SDK_TS_STAMP): sdk/typescript/package.json sdk/typescript/package-lock.json
+	cd sdk/typescript && npm ci --no-audit --no-fund --loglevel=error
+	touch $(SDK_TS_STAMP)
+
+install: $(STAMP) $(NODE_STAMP) $(SDK_TS_STAMP)
 
 dev: install
 	$(VENV)/bin/keel dev
