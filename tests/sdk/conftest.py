@@ -9,6 +9,9 @@ import pytest
 from keel_sdk import AsyncKeelClient
 
 from tests.conftest import RunningApi
+from tests.tools.conftest import counter, empty_allowlist  # the real MCP server and a clean allowlist
+
+__all__ = ["ClientFactory", "counter", "empty_allowlist", "sdk_client"]
 
 ClientFactory = Callable[..., Awaitable[AsyncKeelClient]]
 
