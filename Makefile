@@ -9,14 +9,15 @@ NODE_STAMP = node_modules/.keel-installed
 # The TypeScript client (sdk/typescript, its own package and lock file; tests/sdk_ts)
 SDK_TS_STAMP = sdk/typescript/node_modules/.keel-installed
 
-.PHONY: install dev test lint fmt typecheck importlint bench openapi clean-data screenshots
+.PHONY: install dev test lint fmt typecheck importlint bench openapi sdk clean-data screenshots
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml sdk/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, pinned: pip takes the CPU wheel on this disk instead of a multi-GB CUDA build
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e ./sdk/python
 	touch $(STAMP)
 
 $(NODE_STAMP): package.json package-lock.json
@@ -54,6 +55,10 @@ screenshots: install
 
 openapi: install
 	$(PY) -m api.openapi_export docs/openapi.json
+
+# the Python SDK's models from docs/openapi.json (run after `make openapi`; docs/sdk.md)
+sdk: install
+	$(PY) sdk/python/generate.py
 
 clean-data:
 	rm -rf .keel-data

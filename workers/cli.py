@@ -1,4 +1,5 @@
-"""The ``keel`` command: ``keel dev | api | worker | slack | migrate | temporal-setup | kb | audit``."""
+"""The ``keel`` command: ``keel dev | api | worker | slack | migrate | temporal-setup | kb | audit``,
+and the API client commands of workers/client_cli.py (``chat | sessions | tools | approvals | keys``…)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from typing import NoReturn
 
 from infra.logging import configure_logging
 from infra.settings import Settings
 from infra.tracing import configure_tracing
 from workers.audit_cli import add_audit_parser, run_audit
+from workers.client_cli import CLIENT_COMMANDS, add_client_parsers, run_client
 from workers.kb_cli import add_kb_parser, run_kb
 from workers.queues import QUEUE_GROUPS, UnknownQueueGroup, parse_queues
 from workers.serving import PortInUse
@@ -103,6 +106,17 @@ def _audit(args: argparse.Namespace, settings: Settings) -> None:
     raise SystemExit(run_audit(args, settings))
 
 
+def _client(args: argparse.Namespace, settings: Settings) -> None:
+    raise SystemExit(run_client(args))
+
+
+def _version() -> str:
+    try:
+        return f"keel {version('keel')} (keel-sdk {version('keel-sdk')})"
+    except PackageNotFoundError:
+        return "keel (not installed)"
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
     "dev": _dev,
     "api": _api,
@@ -112,11 +126,13 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
     "temporal-setup": _temporal_setup,
     "kb": _kb,
     "audit": _audit,
+    **dict.fromkeys(CLIENT_COMMANDS, _client),
 }
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="keel", description="Keel: durable enterprise agents on Temporal")
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("dev", help="run the whole platform on this machine (embedded engines)")
     sub.add_parser("api", help="run the API server")
@@ -135,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     add_kb_parser(sub)
     add_audit_parser(sub)
+    add_client_parsers(sub)
     args = parser.parse_args(argv)
 
     settings = _settings()

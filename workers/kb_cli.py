@@ -26,6 +26,7 @@ from urllib.parse import quote
 import httpx
 
 from infra.settings import Settings
+from workers.client_cli import add_kb_client_parsers, run_client
 
 # Extensions the ingestion pipeline parses (infra/parsing.py), with the type sent for each.
 SUPPORTED_TYPES: dict[str, str] = {
@@ -105,12 +106,15 @@ def add_kb_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="GLOB",
         help="only files whose name or path relative to DIR matches GLOB, e.g. '*.pdf' or 'policies/*'",
     )
+    add_kb_client_parsers(kb_sub)
 
 
 def run_kb(args: argparse.Namespace, settings: Settings, env: Mapping[str, str] | None = None) -> int:
     """Run ``keel kb <command>``; returns the exit status."""
     if args.kb_command == "upload":
         return upload_command(args, settings, os.environ if env is None else env)
+    if args.kb_command in ("list", "query"):
+        return run_client(args, env)
     raise AssertionError(f"unknown kb command {args.kb_command!r}")  # argparse refuses it first
 
 
