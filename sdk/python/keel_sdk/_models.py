@@ -236,6 +236,9 @@ class CancelAccepted(BaseModel):
     status: Annotated[Literal["cancelling"], Field(title="Status")] = "cancelling"
 
 
+User = TypeAliasType("User", Annotated[str, Field(max_length=256, title="User")])
+
+
 SessionId = TypeAliasType("SessionId", Annotated[str, Field(max_length=64, title="Session Id")])
 
 
@@ -279,6 +282,14 @@ class Citation(BaseModel):
     page: Annotated[int | None, Field(title="Page")] = None
     chunk_index: Annotated[int | None, Field(title="Chunk Index")] = 0
     owner_id: Annotated[str | None, Field(title="Owner Id")] = None
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    type: Annotated[str, Field(title="Type")]
+    text: Annotated[str | None, Field(title="Text")] = None
 
 
 class ContextDocument(BaseModel):
@@ -542,6 +553,13 @@ class ShareResponse(BaseModel):
     shared_with: Annotated[list[str], Field(title="Shared With")]
 
 
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    include_usage: Annotated[bool | None, Field(title="Include Usage")] = False
+
+
 class TokenResponse(BaseModel):
     access_token: Annotated[str, Field(title="Access Token")]
     token_type: Annotated[Literal["bearer"], Field(title="Token Type")] = "bearer"
@@ -786,6 +804,14 @@ class AuditEventList(BaseModel):
     """
 
 
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    role: Annotated[Literal["system", "developer", "user", "assistant", "tool"], Field(title="Role")]
+    content: Annotated[str | list[ContentPart] | None, Field(title="Content")] = None
+
+
 class ChatResponse(BaseModel):
     """
     A finished turn as a client reads it (``POST /chat``, the ``turn.completed`` event).
@@ -884,3 +910,21 @@ class ToolServerList(BaseModel):
 
 class ApprovalList(BaseModel):
     approvals: Annotated[list[ApprovalOut], Field(title="Approvals")]
+
+
+class ChatCompletionRequest(BaseModel):
+    """
+    OpenAI's body. Keel uses ``model`` (the agent), the last user message (the turn),
+    ``stream`` and ``stream_options``; ``user`` is recorded, never trusted for identity.
+    Sampling parameters (``temperature``, ``max_tokens``, ...) belong to the agent's
+    definition and are accepted and ignored, as unknown fields are.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    model: Annotated[str, Field(max_length=64, min_length=1, title="Model")]
+    messages: Annotated[list[ChatMessage], Field(max_length=1000, min_length=1, title="Messages")]
+    stream: Annotated[bool | None, Field(title="Stream")] = False
+    stream_options: StreamOptions | None = None
+    user: Annotated[User | None, Field(title="User")] = None
