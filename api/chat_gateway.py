@@ -249,7 +249,9 @@ async def turn_result(handle: WorkflowUpdateHandle[TurnResult], *, timeout_s: fl
         return await asyncio.wait_for(handle.result(), timeout=timeout_s)
     except WorkflowUpdateFailedError as err:
         raise _update_failure(err) from err
-    except TimeoutError as err:
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
+        # The SDK's poll for the outcome gave up (the wait ran past its RPC deadline): still
+        # a turn that did not finish in time, not an internal error.
         raise _turn_timeout() from err
 
 

@@ -17,7 +17,6 @@ from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
-from api.openai_wire import error_body
 from core.errors import ErrorCode, KeelError
 
 log = structlog.get_logger(__name__)
@@ -79,6 +78,40 @@ _STATUS_BY_CODE: dict[str, int] = {
     ErrorCode.OVERLOADED: 503,
     ErrorCode.INTERNAL: 500,
 }
+
+
+#: Keel's HTTP statuses as OpenAI error ``type``s (what the official clients branch on).
+_ERROR_TYPES: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    409: "conflict_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "server_error",
+    502: "server_error",
+    503: "server_error",
+    504: "timeout_error",
+}
+
+
+def error_body(
+    code: str, message: str, status: int, request_id: str, param: str | None = None
+) -> dict[str, Any]:
+    """``{"error": {"message", "type", "param", "code"}}``; Keel's request id rides along."""
+    return {
+        "error": {
+            "message": message,
+            "type": _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error"),
+            "param": param,
+            "code": code,
+            "request_id": request_id,
+        }
+    }
 
 
 class ApiError(Exception):

@@ -15,43 +15,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.text_guard import RequestModel
 from core.models.chat import ChatResponse
-
-#: Keel's HTTP statuses as OpenAI error ``type``s (what the official clients branch on).
-_ERROR_TYPES: dict[int, str] = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    405: "invalid_request_error",
-    409: "conflict_error",
-    413: "invalid_request_error",
-    415: "invalid_request_error",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-    500: "server_error",
-    502: "server_error",
-    503: "server_error",
-    504: "timeout_error",
-}
 
 #: Turn statuses as ``finish_reason`` (an answer that waits for approval has stopped for now).
 _FINISH: dict[str, str] = {"completed": "stop", "awaiting_approval": "stop"}
-
-
-def error_body(
-    code: str, message: str, status: int, request_id: str, param: str | None = None
-) -> dict[str, Any]:
-    """``{"error": {"message", "type", "param", "code"}}``; Keel's request id rides along."""
-    return {
-        "error": {
-            "message": message,
-            "type": _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error"),
-            "param": param,
-            "code": code,
-            "request_id": request_id,
-        }
-    }
 
 
 class ContentPart(BaseModel):
@@ -82,13 +50,13 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(BaseModel):
+class ChatCompletionRequest(RequestModel):
     """OpenAI's body. Keel uses ``model`` (the agent), the last user message (the turn),
     ``stream`` and ``stream_options``; ``user`` is recorded, never trusted for identity.
     Sampling parameters (``temperature``, ``max_tokens``, ...) belong to the agent's
     definition and are accepted and ignored, as unknown fields are."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow")  # bad text is still refused anywhere in the body
 
     model: str = Field(min_length=1, max_length=64)
     messages: list[ChatMessage] = Field(min_length=1, max_length=1000)
