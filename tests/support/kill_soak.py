@@ -121,41 +121,48 @@ class _Sent:
     accepted: bool = True  # False: refused before a turn started (4xx/5xx other than 504)
 
 
+async def _spawn_ready(settings: Settings, queues: str, **env: str) -> subprocess.Popen[bytes]:
+    """``keel worker --queues <queues>``, returned once its ``/health/ready`` answers 200."""
+    health = free_port()
+    proc = spawn_worker(
+        settings,
+        "--queues",
+        queues,
+        KEEL_WORKER_HEALTH_PORT=str(health),
+        KEEL_TOOL_ALLOWED_HOSTS='["127.0.0.1"]',
+        KEEL_LOG_LEVEL="WARNING",
+        **env,
+    )
+    deadline = time.monotonic() + 90
+    async with httpx.AsyncClient(timeout=2) as http:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the worker exited with {proc.returncode} before it was ready")
+            try:
+                if (await http.get(f"http://127.0.0.1:{health}/health/ready")).status_code == 200:
+                    return proc
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("the worker did not get ready")
+
+
 class _Killer:
-    """Starts the worker, and SIGKILLs it ``kills`` times, each a random time after it is ready."""
+    """Starts the chat and tools worker, and SIGKILLs it ``kills`` times, each a random time
+    after it is ready. (Knowledge searches run in a worker of their own that is not killed:
+    a turn searches whenever its user can read any document, org documents included.)"""
 
     def __init__(self, settings: Settings, *, kills: int, seed: int, max_alive_s: float) -> None:
         self._settings, self._kills, self._max_alive_s = settings, kills, max_alive_s
         self._rng = random.Random(seed)
         self.proc: subprocess.Popen[bytes] | None = None
         self.killed = 0
-        self._health = 0
 
     async def start(self) -> None:
-        self._health = free_port()
-        self.proc = spawn_worker(
-            self._settings,
-            "--queues",
-            "chat,tools",
-            KEEL_WORKER_HEALTH_PORT=str(self._health),
-            KEEL_TOOL_ALLOWED_HOSTS='["127.0.0.1"]',
-            KEEL_LOG_LEVEL="WARNING",
-        )
-        await self._ready()
-
-    async def _ready(self, timeout_s: float = 90) -> None:
-        deadline = time.monotonic() + timeout_s
-        async with httpx.AsyncClient(timeout=2) as http:
-            while time.monotonic() < deadline:
-                if self.proc is not None and self.proc.poll() is not None:
-                    raise RuntimeError(f"the worker exited with {self.proc.returncode} before it was ready")
-                try:
-                    if (await http.get(f"http://127.0.0.1:{self._health}/health/ready")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise RuntimeError("the worker did not get ready")
+        # The embedded vector index belongs to the retrieval worker; this one never searches.
+        unused_index = str(self._settings.data_dir / "killed-worker-index")
+        self.proc = await _spawn_ready(self._settings, "chat,tools", KEEL_QDRANT_PATH=unused_index)
 
     async def run(self) -> None:
         while self.killed < self._kills:
@@ -306,9 +313,11 @@ async def run_kill_soak(
     started = time.monotonic()
     killer = _Killer(api_settings, kills=kills, seed=seed, max_alive_s=max_alive_s)
     run = uuid.uuid4().hex[:6]
+    retrieval: subprocess.Popen[bytes] | None = None
     async with serving_api(api_settings):
         api = RunningApi(api_settings)
         try:
+            retrieval = await _spawn_ready(api_settings, "retrieval")
             await killer.start()
             await _register_tool(api, counter)
             keep_going = asyncio.Event()
@@ -332,6 +341,9 @@ async def run_kill_soak(
             await asyncio.gather(*people)
         finally:
             killer.stop()
+            if retrieval is not None and retrieval.poll() is None:
+                retrieval.terminate()
+                retrieval.wait(timeout=30)
             await api.http.aclose()
             conn = await asyncpg.connect(str(settings.database_url))
             await conn.execute("UPDATE tool_servers SET deleted_at = now() WHERE name = $1", TOOL_SERVER)
