@@ -3,6 +3,11 @@ OrgAdmin. For every operation and generated input: no server error, every respon
 matches the OpenAPI document (status documented, body valid against its schema), and a
 caller who is not an admin only ever gets 401/403 from an admin operation.
 
+Opt-in for now: ``KEEL_SCHEMATHESIS=1 make test`` (or pytest this file with it set). The
+one CI run that included it by default (141 cases, all passed) ended with a later,
+unrelated-looking test timing out and others failing after it; until that is understood
+it stays out of the default run (docs/api.md).
+
 The app runs in-process with its real lifespan (Temporal, Postgres, Redis); operations
 that wait for a worker (a chat turn, a knowledge query, tool discovery) are left to the
 end-to-end tests, since no worker runs here. Examples are bounded to fit CI.
@@ -11,6 +16,7 @@ end-to-end tests, since no worker runs here. Examples are bounded to fit CI.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +34,10 @@ from infra.settings import Settings
 from tests.conftest import free_port
 from workers.api_app import build_api
 from workers.serving import bind_socket, serving
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("KEEL_SCHEMATHESIS") != "1", reason="opt-in: set KEEL_SCHEMATHESIS=1 (see the module doc)"
+)
 
 #: Operations that wait for a worker's answer (none runs in this test).
 _NEEDS_A_WORKER = (
