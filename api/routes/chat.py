@@ -50,7 +50,7 @@ async def _session_for(
     return record.id, agent
 
 
-def _check_message(resources: ApiResources, message: str) -> None:
+def check_message(resources: ApiResources, message: str) -> None:
     # Blank messages are refused by the schema (empty_message); the limit is a setting.
     limit = resources.settings.chat_max_message_chars
     if len(message) > limit:
@@ -59,7 +59,7 @@ def _check_message(resources: ApiResources, message: str) -> None:
         )
 
 
-async def _has_knowledge(resources: ApiResources, principal: Principal, kb_ids: list[str] | None) -> bool:
+async def may_find_knowledge(resources: ApiResources, principal: Principal, kb_ids: list[str] | None) -> bool:
     return await resources.knowledge_repo.any_readable_ready(
         acl_filter(principal, knowledge_base_ids=kb_ids or None)
     )
@@ -71,7 +71,7 @@ async def _session_and_knowledge(
     """The session (see :func:`_session_for`) and whether knowledge search may find
     anything: two independent reads, made concurrently."""
     session = _session_for(resources, principal, body)
-    return await asyncio.gather(session, _has_knowledge(resources, principal, body.knowledge_base_ids))
+    return await asyncio.gather(session, may_find_knowledge(resources, principal, body.knowledge_base_ids))
 
 
 async def _audit_new_session(
@@ -90,7 +90,7 @@ async def _audit_new_session(
         )
 
 
-def _response(result: TurnResult) -> ChatResponse:
+def public_turn(result: TurnResult) -> ChatResponse:
     """The turn as a client may see it: its ``error`` through ``public_error``."""
     if result.error is None:
         return result
@@ -101,7 +101,7 @@ def _response(result: TurnResult) -> ChatResponse:
 @router.post("", operation_id="chat", response_model=ChatResponse)
 async def chat(body: ChatRequest, principal: AgentUser, resources: ResourcesDep) -> ChatResponse:
     """Send a message and wait for the finished turn."""
-    _check_message(resources, body.message)
+    check_message(resources, body.message)
     (session_id, agent), search_knowledge = await _session_and_knowledge(resources, principal, body)
     timeout_s = resources.settings.request_timeout_s
     if body.session_id is not None:  # a follow-up: delivered and answered in one call
@@ -117,7 +117,7 @@ async def chat(body: ChatRequest, principal: AgentUser, resources: ResourcesDep)
             agent=agent,
             timeout_s=timeout_s,
         )
-        return _response(result)
+        return public_turn(result)
     handle = await chat_gateway.start_turn(
         resources.temporal,
         resources.settings,
@@ -131,7 +131,7 @@ async def chat(body: ChatRequest, principal: AgentUser, resources: ResourcesDep)
     )
     await _audit_new_session(resources, principal, body, session_id, agent)
     result = await chat_gateway.turn_result(handle, timeout_s=timeout_s)
-    return _response(result)
+    return public_turn(result)
 
 
 @router.post(
@@ -148,7 +148,7 @@ async def chat_stream(
     Each event has an ``id:``; resume with ``GET /api/v1/sessions/{id}/turns/{turn_id}/events``
     and ``Last-Event-ID``.
     """
-    _check_message(resources, body.message)
+    check_message(resources, body.message)
     (session_id, agent), search_knowledge = await _session_and_knowledge(resources, principal, body)
     turn_id = chat_gateway.new_turn_id()
     handle = await chat_gateway.start_turn(

@@ -18,6 +18,7 @@ import json
 import re
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import structlog
@@ -30,7 +31,7 @@ from api import chat_gateway
 from api.deps import AgentUser, ResourcesDep
 from api.errors import ApiError
 from api.openai_wire import ChatCompletionRequest, ChunkWriter, completion
-from api.routes.chat import SESSION_ID, _check_message, _has_knowledge, _response
+from api.routes.chat import SESSION_ID, check_message, may_find_knowledge, public_turn
 from api.state import ApiResources
 from api.turn_stream import relay_turn
 from core.errors import ErrorCode, KeelError, public_error
@@ -47,19 +48,15 @@ _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 _NAMESPACE = uuid.UUID("9d4a7f1e-5b8c-4e0b-9a57-3c1d2e8f6a40")
 
 
+@dataclass(frozen=True)
 class _Turn:
     """What one completion request resolves to before anything runs."""
 
-    def __init__(
-        self, session_id: str, turn_id: str, agent: AgentDefinition, message: str, *, new: bool
-    ) -> None:
-        self.session_id, self.turn_id, self.agent, self.message, self.new = (
-            session_id,
-            turn_id,
-            agent,
-            message,
-            new,
-        )
+    session_id: str
+    turn_id: str
+    agent: AgentDefinition
+    message: str
+    new: bool
 
 
 def _last_user_message(body: ChatCompletionRequest) -> str:
@@ -86,7 +83,7 @@ async def _resolve(
     idempotency_key: str | None,
 ) -> _Turn:
     message = _last_user_message(body)
-    _check_message(resources, message)
+    check_message(resources, message)
     try:
         agent = resources.agents.get(body.model)
     except KeelError as err:
@@ -162,7 +159,7 @@ async def chat_completions(
     """A turn of the agent named by ``model``; ``stream: true`` for ``chat.completion.chunk`` events."""
     turn = await _resolve(resources, principal, body, x_keel_session_id, idempotency_key)
     log.info("openai.completion", session_id=turn.session_id, turn_id=turn.turn_id, openai_user=body.user)
-    search_knowledge = await _has_knowledge(resources, principal, None)
+    search_knowledge = await may_find_knowledge(resources, principal, None)
     handle = await chat_gateway.start_turn(
         resources.temporal,
         resources.settings,
@@ -179,7 +176,9 @@ async def chat_completions(
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return _stream(resources, handle, turn, include_usage, headers)
-    result = _response(await chat_gateway.turn_result(handle, timeout_s=resources.settings.request_timeout_s))
+    result = public_turn(
+        await chat_gateway.turn_result(handle, timeout_s=resources.settings.request_timeout_s)
+    )
     failed = _failed(result)
     if failed is not None:
         failed.headers.update(headers)

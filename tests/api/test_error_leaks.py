@@ -14,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 from api.chat_gateway import _update_failure
 from api.main import create_app
-from api.routes.chat import _response
+from api.routes.chat import public_turn
 from api.turn_stream import _final_events
 from core.errors import public_error
 from core.models.chat import AssistantMessage, TurnError, TurnResult
@@ -66,7 +66,7 @@ def test_a_turn_failed_with_a_foreign_error_type_shows_a_generic_error() -> None
         message=AssistantMessage(content=""),
         error=TurnError(code="CharacterNotInRepertoireError", message=PG_MESSAGE),
     )
-    body = _response(failed).model_dump_json()
+    body = public_turn(failed).model_dump_json()
     assert not _LEAKS.search(body), body
     assert json.loads(body)["error"]["code"] == "internal_error"
     events = _final_events(failed, warned=False)

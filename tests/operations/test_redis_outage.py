@@ -27,6 +27,7 @@ from temporalio.client import Client
 from infra.settings import Settings
 from tests.conftest import RunningApi, free_port, running_platform
 from tests.fakes.openai_server import FakeOpenAI
+from tests.support.model_requests import wait_for_requests
 from tests.support.sse import collect
 
 pytestmark = pytest.mark.slow
@@ -103,14 +104,6 @@ async def _transcript(api: RunningApi, headers: dict[str, str], session_id: str)
     return [(m["role"], m["content"]) for m in detail["messages"]]
 
 
-async def _wait_requests(llm: FakeOpenAI, count: int) -> None:
-    for _ in range(600):
-        if llm.request_count >= count:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the model got {llm.request_count} requests, not {count}")
-
-
 async def test_turns_in_flight_survive_redis_going_away_and_coming_back(
     settings: Settings, temporal_client: Client, llm: FakeOpenAI, private_redis: PrivateRedis
 ) -> None:
@@ -122,7 +115,7 @@ async def test_turns_in_flight_survive_redis_going_away_and_coming_back(
         llm.hold()
         plain = asyncio.create_task(_chat(api, headers, "plain during"))
         streamed = asyncio.create_task(_stream(api, headers, "streamed during"))
-        await _wait_requests(llm, base + 2)  # both model calls are streaming, held mid-way
+        await wait_for_requests(llm, base + 2)  # both model calls are streaming, held mid-way
         private_redis.stop()
         llm.release()  # the model answers while Redis is away: the live pieces have nowhere to go
         late = asyncio.create_task(_chat(api, headers, "sent while down"))

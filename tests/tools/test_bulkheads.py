@@ -18,6 +18,7 @@ from infra.knowledge import open_knowledge
 from infra.settings import Settings
 from tests.conftest import RunningApi, running_platform
 from tests.fakes.openai_server import FakeOpenAI, Reply, ToolCall, ToolCalls
+from tests.support.model_requests import wait_for_requests
 from workers.chat_worker import chat_activities, running_chat_workers
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("empty_allowlist")]
@@ -36,14 +37,6 @@ async def _add_time_server(api: RunningApi) -> dict[str, Any]:
     resp = await api.http.post("/api/v1/admin/tools", json=body, headers=admin, timeout=90)
     assert resp.status_code == 201, resp.text
     return dict(resp.json())
-
-
-async def _wait_requests(llm: FakeOpenAI, count: int) -> None:
-    for _ in range(300):
-        if llm.request_count >= count:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"the model got {llm.request_count} requests, not {count}")
 
 
 async def test_a_missing_tools_pool_does_not_hold_up_other_turns(
@@ -68,7 +61,7 @@ async def test_a_missing_tools_pool_does_not_hold_up_other_turns(
         tool_turn = asyncio.create_task(
             api.http.post("/api/v1/chat", json={"message": "what time is it?"}, headers=asker, timeout=120)
         )
-        await _wait_requests(llm, 1)  # A's model call asked for the tool; the call is queued
+        await wait_for_requests(llm, 1)  # A's model call asked for the tool; the call is queued
         plain = await api.http.post("/api/v1/chat", json={"message": "hello"}, headers=other, timeout=30)
         assert plain.status_code == 200 and plain.json()["message"]["content"] == "Plain answer for B."
         await asyncio.sleep(1.0)
